@@ -1,0 +1,54 @@
+# vfio.avic — every entry point of the collection's checkout.
+#   make audit        this machine's AVIC report (installs the Python tools in .venv first)
+#   sudo make deps    the test lab's system packages, podman set-up and images (Debian, root)
+#   make test         every test: unit, lint, sanity, molecule labs
+#   make test-quick   unit, lint and sanity only
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(CURDIR)/$(VENV)/bin
+COLL := $(CURDIR)/.build/collections/ansible_collections/vfio/avic
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.build/collections
+export PATH := $(BIN):$(PATH)
+SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
+
+.PHONY: audit venv collection deps test test-quick unit lint sanity molecule build clean
+
+audit: venv collection
+	ansible-playbook playbooks/audit.yml $(ARGS)
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+collection:
+	@mkdir -p $(dir $(COLL))
+	@[ -L $(COLL) ] || ln -sfn $(CURDIR) $(COLL)
+
+deps:
+	bash tests/lab/setup-host.sh
+
+test: test-quick molecule
+
+test-quick: unit lint sanity
+
+unit: venv collection
+	$(BIN)/python -m pytest -q tests/unit
+
+lint: venv collection
+	$(BIN)/ansible-lint --profile production
+
+sanity: venv
+	bash tests/sanity/run.sh
+
+molecule: venv collection
+	@set -e; for s in $(SCENARIOS); do echo "=== molecule scenario $$s"; $(BIN)/molecule test -s $$s; done
+
+build: venv
+	mkdir -p .build/dist && $(BIN)/ansible-galaxy collection build --force --output-path .build/dist .
+
+clean:
+	rm -rf .build tests/output .pytest_cache

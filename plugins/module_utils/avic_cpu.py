@@ -1,0 +1,201 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the vfio.avic collection
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""CPU classification from /proc/cpuinfo text (stdlib only).
+
+The flags ``avic`` and ``x2avic`` decide support; family and model only name the
+generation, for messages and for the rules that differ by generation.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+VENDORS = {
+    'AuthenticAMD': 'amd',
+    'HygonGenuine': 'hygon',
+    'GenuineIntel': 'intel',
+}
+
+# (family, first model, last model, microarchitecture, segment)
+# Ranges are the kernel's own (arch/x86/kernel/cpu/amd.c, bsp_init_amd), which
+# does not tell Zen+ apart from Zen; Zen+ models are Pinnacle Ridge (0x08) and
+# Picasso (0x18). The segment (server/client) only shapes messages: client parts
+# often hide AVIC in CPUID.
+ZEN_RANGES = (
+    (0x17, 0x08, 0x08, 'zen+', 'client'),
+    (0x17, 0x18, 0x18, 'zen+', 'client'),
+    (0x17, 0x00, 0x07, 'zen', 'server'),
+    (0x17, 0x09, 0x17, 'zen', 'client'),
+    (0x17, 0x19, 0x2f, 'zen', 'client'),
+    (0x17, 0x50, 0x5f, 'zen', 'client'),
+    (0x17, 0x30, 0x3f, 'zen2', 'server'),
+    (0x17, 0x40, 0x4f, 'zen2', 'client'),
+    (0x17, 0x60, 0x7f, 'zen2', 'client'),
+    (0x17, 0x90, 0x91, 'zen2', 'client'),
+    (0x17, 0xa0, 0xaf, 'zen2', 'client'),
+    (0x19, 0x00, 0x0f, 'zen3', 'server'),
+    (0x19, 0x20, 0x5f, 'zen3', 'client'),
+    (0x19, 0x10, 0x1f, 'zen4', 'server'),
+    (0x19, 0x60, 0x9f, 'zen4', 'client'),
+    (0x19, 0xa0, 0xaf, 'zen4', 'server'),
+    (0x1a, 0x00, 0x1f, 'zen5', 'server'),
+    (0x1a, 0x20, 0x2f, 'zen5', 'client'),
+    (0x1a, 0x40, 0x4f, 'zen5', 'client'),
+    (0x1a, 0x60, 0x7f, 'zen5', 'client'),
+)
+
+# Hygon Dhyana is a Zen 1 licence: family 0x18, any model.
+HYGON_FAMILY = 0x18
+
+# Families whose AVIC IPI virtualisation recent kernels turn off (erratum #1235).
+ERRATUM_1235_FAMILIES = (0x17, 0x18)
+
+STATUS_SUPPORTED = 'supported'
+STATUS_CPUID_HIDDEN = 'cpuid_hidden'
+STATUS_SVM_UNAVAILABLE = 'svm_unavailable'
+STATUS_UNSUPPORTED_VENDOR = 'unsupported_vendor'
+STATUSES = (STATUS_SUPPORTED, STATUS_CPUID_HIDDEN, STATUS_SVM_UNAVAILABLE,
+            STATUS_UNSUPPORTED_VENDOR)
+
+_GENERATION_NAMES = {
+    'zen': 'Zen', 'zen+': 'Zen+', 'zen2': 'Zen 2', 'zen3': 'Zen 3',
+    'zen4': 'Zen 4', 'zen5': 'Zen 5',
+}
+
+
+def parse_cpuinfo(text):
+    """Split cpuinfo text into a list of processor blocks (dicts of str).
+
+    Tolerates anything: non-text input, blank text and lines without a colon
+    give fewer or no blocks, never an exception.
+    """
+    if not isinstance(text, str):
+        if isinstance(text, bytes):
+            text = text.decode('utf-8', 'replace')
+        else:
+            return []
+    blocks = []
+    current = {}
+    for line in text.splitlines():
+        if not line.strip():
+            if current:
+                blocks.append(current)
+                current = {}
+            continue
+        if ':' not in line:
+            continue
+        key, _sep, value = line.partition(':')
+        key = key.strip()
+        if key:
+            current[key] = value.strip()
+    if current:
+        blocks.append(current)
+    return [b for b in blocks if 'vendor_id' in b or 'processor' in b or 'flags' in b]
+
+
+def _int(value):
+    try:
+        return int(str(value).strip(), 0) if str(value).strip().lower().startswith('0x') \
+            else int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+
+
+def microarchitecture(vendor, family, model):
+    """(microarchitecture, segment) for a vendor/family/model, or (None, None)."""
+    if vendor == 'hygon' and family == HYGON_FAMILY:
+        return 'zen', 'server'
+    if vendor != 'amd' or family is None or model is None:
+        return None, None
+    for fam, first, last, arch, segment in ZEN_RANGES:
+        if family == fam and first <= model <= last:
+            return arch, segment
+    return None, None
+
+
+def generation_name(arch):
+    """Human name of a microarchitecture id ('zen4' -> 'Zen 4')."""
+    return _GENERATION_NAMES.get(arch, arch or 'unknown generation')
+
+
+def _message(cpu):
+    vendor = cpu['vendor']
+    name = cpu['model_name'] or 'this CPU'
+    status = cpu['status']
+    if vendor == 'unknown':
+        return ('No CPU could be read from /proc/cpuinfo (empty or not cpuinfo text); '
+                'AVIC support is unknown.')
+    if status == STATUS_UNSUPPORTED_VENDOR:
+        if vendor == 'intel':
+            return ('%s is an Intel CPU: AVIC is AMD-only. Intel has APICv instead '
+                    '(kvm_intel enable_apicv, on by default).' % name)
+        return '%s is not an AMD or Hygon CPU: AVIC does not apply.' % name
+    gen = cpu['microarchitecture']
+    gen_text = ' (%s)' % generation_name(gen) if gen else ''
+    if status == STATUS_SVM_UNAVAILABLE:
+        if cpu['hypervisor']:
+            return ('%s%s runs as a virtual machine without nested SVM: no KVM, so no AVIC. '
+                    'Enable nested virtualisation on its host.' % (name, gen_text))
+        return ('%s%s does not show SVM: enable SVM (AMD-V) in the firmware setup.'
+                % (name, gen_text))
+    if status == STATUS_CPUID_HIDDEN:
+        hint = ''
+        if cpu['segment'] == 'client':
+            hint = ' Client parts often hide it (reported).'
+        return ('%s%s has SVM but does not advertise AVIC in CPUID.%s Only kvm_amd '
+                'force_avic=1 (kernel >= 5.19) can enable it: unsupported and it taints the kernel.'
+                % (name, gen_text, hint))
+    x2 = ' and x2AVIC' if cpu['x2avic'] else ' (no x2AVIC)'
+    return '%s%s advertises AVIC%s.' % (name, gen_text, x2)
+
+
+def classify_cpu(text):
+    """Classify /proc/cpuinfo text; never raises.
+
+    Returns a dict: vendor (amd, hygon, intel, unknown), family, model (ints or
+    None), model_name, microarchitecture (zen ... zen5 or None), segment
+    (server, client or None), booleans svm, npt, avic, x2avic, x2apic,
+    hypervisor, erratum_1235, threads (processor blocks), status and message.
+    """
+    blocks = parse_cpuinfo(text)
+    first = blocks[0] if blocks else {}
+    vendor_id = first.get('vendor_id', '')
+    vendor = VENDORS.get(vendor_id, 'unknown')
+    if vendor == 'unknown' and vendor_id:
+        vendor = 'other'
+    family = _int(first.get('cpu family'))
+    model = _int(first.get('model'))
+    flags = set(first.get('flags', '').split())
+    arch, segment = microarchitecture(vendor, family, model)
+    cpu = {
+        'vendor': vendor if vendor != 'other' else 'unknown',
+        'vendor_id': vendor_id or None,
+        'family': family,
+        'model': model,
+        'model_name': first.get('model name') or None,
+        'microarchitecture': arch,
+        'segment': segment,
+        'svm': 'svm' in flags,
+        'npt': 'npt' in flags,
+        'avic': 'avic' in flags,
+        'x2avic': 'x2avic' in flags,
+        'x2apic': 'x2apic' in flags,
+        'hypervisor': 'hypervisor' in flags,
+        'erratum_1235': vendor in ('amd', 'hygon') and family in ERRATUM_1235_FAMILIES,
+        'threads': len(blocks),
+    }
+    if vendor not in ('amd', 'hygon'):
+        cpu['status'] = STATUS_UNSUPPORTED_VENDOR
+    elif not cpu['svm']:
+        cpu['status'] = STATUS_SVM_UNAVAILABLE
+    elif not cpu['avic']:
+        cpu['status'] = STATUS_CPUID_HIDDEN
+    else:
+        cpu['status'] = STATUS_SUPPORTED
+    if vendor == 'other':
+        cpu['message'] = ('%s (vendor %s) is not an AMD or Hygon CPU: AVIC does not apply.'
+                          % (cpu['model_name'] or 'This CPU', vendor_id))
+    else:
+        cpu['message'] = _message(cpu)
+    return cpu

@@ -1,0 +1,81 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the vfio.avic collection
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Findings: the one shape every AVIC rule reports in, and its vocabulary.
+
+A finding is a plain dict ``{id, severity, message, fix}``. ``id`` comes from
+``FINDING_IDS`` (stable: playbooks and users match on it), ``severity`` is one of
+``SEVERITIES``. Messages say where a rule comes from: "known" for rules read in
+kernel, QEMU or libvirt sources or documentation, "reported" for rules that rest
+on user reports only.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+INHIBIT = 'inhibit'
+WARNING = 'warning'
+INFO = 'info'
+SEVERITIES = (INHIBIT, WARNING, INFO)
+
+# id -> (scope, one-line meaning). Scope is 'host', 'kernel' or 'domain'.
+FINDING_IDS = {
+    # host level (avic_facts)
+    'not_amd': ('host', 'not an AMD/Hygon CPU: AVIC does not apply (Intel has APICv)'),
+    'cpu_unknown': ('host', '/proc/cpuinfo could not be read or classified'),
+    'svm_unavailable': ('host', 'SVM is not available (firmware setting, or a VM without nested SVM)'),
+    'npt_unavailable': ('host', 'the CPU does not advertise nested paging, which AVIC needs'),
+    'avic_cpuid_hidden': ('host', 'AVIC is not advertised in CPUID; only force_avic can enable it'),
+    'kvm_amd_not_loaded': ('host', 'the kvm_amd module is not loaded'),
+    'avic_disabled': ('host', 'kvm_amd runs with AVIC off'),
+    'npt_disabled': ('host', 'kvm_amd runs with nested paging off'),
+    'avic_forced': ('host', 'AVIC is forced on with force_avic (taints the kernel)'),
+    'nested_enabled': ('host', 'kvm_amd exposes SVM to guests (nested=1)'),
+    'pending_reload': ('host', 'kvm_amd options on disk differ from what the running module uses'),
+    'ipiv_erratum': ('host', 'AVIC IPI virtualisation is off on this CPU (erratum #1235)'),
+    'iommu_avic_off': ('host', 'IOMMU interrupt remapping in guest vAPIC mode is turned off'),
+    'in_container': ('host', 'running in a container: kernel state belongs to the container host'),
+    # kernel rules (avic_kernel)
+    'kernel_too_old': ('kernel', 'kernel older than 4.7: no SVM AVIC'),
+    'kernel_split_irqchip_only': ('kernel', 'kernel older than 5.6: AVIC needs split irqchip'),
+    'kernel_known_issue': ('kernel', 'kernel in a range with a known or reported AVIC problem'),
+    'kernel_nested_inhibits': ('kernel', 'kernel older than 5.19: a nested-capable setup inhibits AVIC'),
+    'kernel_no_x2avic': ('kernel', 'kernel older than 6.0: no x2AVIC, x2APIC guests lose AVIC'),
+    'kernel_avic_auto': ('kernel', 'kernel 6.18 or later: avic=auto is the default'),
+    'kernel_patch_unknown': ('kernel', 'distribution kernel whose upstream patch level is not known'),
+    # domain audit (avic_domain)
+    'domain_not_kvm': ('domain', 'the domain does not use KVM, so AVIC does not apply'),
+    'cpu_mode_not_host': ('domain', 'guest CPU is not host-passthrough or host-model'),
+    'x2apic_exposed': ('domain', 'x2apic is in guest CPUID where the host cannot keep full AVIC for it'),
+    'svm_exposed': ('domain', 'SVM is exposed to the guest (nested virtualisation)'),
+    'pit_reinject': ('domain', "the PIT reinjects ticks (no tickpolicy='discard')"),
+    'hyperv_synic': ('domain', 'Hyper-V SynIC on without <avic state="on"/>'),
+    'hyperv_stimer': ('domain', 'Hyper-V stimer on (needs SynIC) without <avic state="on"/>'),
+    'hyperv_vapic': ('domain', 'Hyper-V vapic on: duplicates AVIC in software'),
+    'hyperv_tlbflush_ipi': ('domain', 'Hyper-V tlbflush/ipi enlightenments on'),
+    'hyperv_passthrough': ('domain', 'Hyper-V passthrough mode: every enlightenment, SynIC included'),
+    'hypervclock_missing': ('domain', 'Windows guest without the hypervclock timer'),
+    'invtsc_missing': ('domain', 'Windows guest without invtsc required'),
+    'split_irqchip_required': ('domain', "kernel older than 5.6 and no <ioapic driver='qemu'/>"),
+    'too_many_vcpus': ('domain', 'more than 255 vCPUs without x2AVIC'),
+    'sev_guest': ('domain', 'SEV-ES or SEV-SNP guest: AVIC is inhibited'),
+}
+
+
+def finding(id_, severity, message, fix=''):
+    """Build one finding; refuses ids and severities outside the vocabulary."""
+    if id_ not in FINDING_IDS:
+        raise ValueError('unknown finding id %r' % (id_,))
+    if severity not in SEVERITIES:
+        raise ValueError('unknown severity %r for finding %r' % (severity, id_))
+    return {'id': id_, 'severity': severity, 'message': message, 'fix': fix}
+
+
+def worst_severity(findings):
+    """The most serious severity in a list of findings, or None when empty."""
+    present = set(f.get('severity') for f in findings)
+    for severity in SEVERITIES:
+        if severity in present:
+            return severity
+    return None

@@ -1,0 +1,307 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the vfio.avic collection
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Read every AVIC-relevant fact of a host in one pass (stdlib only).
+
+Everything is read below ``root`` (normally ``/``), so a mounted image or a
+fixture tree can be inspected the same way. Commands (dmesg, libvirtd
+--version) run only through the ``run`` callable, and only when root is ``/``.
+Nothing here writes anything.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import re
+
+from ansible_collections.vfio.avic.plugins.module_utils import avic_cpu, avic_host, avic_kernel
+
+FACTS_SCHEMA = 1
+
+BIN_DIRS = ('usr/sbin', 'usr/bin', 'sbin', 'bin', 'usr/local/sbin', 'usr/local/bin')
+
+DMESG_PATTERNS = (
+    ('avic_enabled', re.compile(r'\bAVIC enabled\b')),
+    ('x2avic_enabled', re.compile(r'\bx2AVIC enabled\b')),
+    ('avic_forced', re.compile(r'AVIC is not supported in CPUID but force enabled')),
+    ('force_avic_taint', re.compile(r'Setting dangerous option force_avic')),
+    ('iommu_vapic', re.compile(r'AMD-Vi: Virtual APIC enabled')),
+    ('iommu_intremap', re.compile(r'AMD-Vi: Interrupt remapping enabled')),
+)
+
+QEMU_NAMES = ('qemu-system-x86_64', 'qemu-kvm', 'qemu-system-i386')
+
+
+class Reader(object):
+    """Read files below a root directory, tolerating absence and permissions."""
+
+    def __init__(self, root='/'):
+        self.root = root or '/'
+
+    def path(self, rel):
+        return os.path.join(self.root, rel.lstrip('/'))
+
+    def text(self, rel, default=None):
+        try:
+            with open(self.path(rel), 'rb') as handle:
+                return handle.read().decode('utf-8', 'replace')
+        except (IOError, OSError):
+            return default
+
+    def exists(self, rel):
+        return os.path.exists(self.path(rel))
+
+    def listdir(self, rel):
+        try:
+            return sorted(os.listdir(self.path(rel)))
+        except (IOError, OSError):
+            return []
+
+    def which(self, name):
+        for directory in BIN_DIRS:
+            candidate = '/%s/%s' % (directory, name)
+            if os.path.isfile(self.path(candidate)):
+                return candidate
+        return None
+
+
+def _kernel(reader):
+    release = (reader.text('/proc/sys/kernel/osrelease') or '').strip()
+    if not release and reader.root == '/':
+        release = os.uname()[2]
+    upstream = None
+    for rel in ('/proc/version_signature', '/proc/version'):
+        upstream = avic_kernel.upstream_from_proc_version(reader.text(rel))
+        if upstream:
+            break
+    parsed = None
+    try:
+        parsed = avic_kernel.parse_release(release) if release else None
+    except avic_kernel.KernelReleaseError:
+        parsed = None
+    version = None
+    if parsed:
+        version = {'major': parsed['major'], 'minor': parsed['minor'], 'patch': parsed['patch'],
+                   'distribution': parsed['distribution']}
+    return release or None, upstream, version
+
+
+def _module_params(reader, module):
+    base = '/sys/module/%s' % module
+    loaded = reader.exists(base)
+    params = {}
+    for name in reader.listdir(base + '/parameters'):
+        value = reader.text('%s/parameters/%s' % (base, name))
+        if value is not None:
+            params[name] = value.strip()
+    return {'loaded': loaded, 'parameters': params}
+
+
+def _modprobe(reader):
+    by_dir = {}
+    for directory in avic_host.MODPROBE_DIRS:
+        by_dir[directory] = reader.listdir(directory)
+    paths = avic_host.modprobe_file_order(by_dir)
+    files = [(path, reader.text(path, '')) for path in paths]
+    result = avic_host.parse_modprobe(files)
+    result['read'] = paths
+    return result
+
+
+def _iommu(reader, args):
+    units = reader.listdir('/sys/class/iommu')
+    return {
+        'amd_iommu': avic_host.cmdline_value(args, 'amd_iommu'),
+        'iommu': avic_host.cmdline_value(args, 'iommu'),
+        'amd_iommu_intr': avic_host.cmdline_value(args, 'amd_iommu_intr'),
+        'units': units,
+        'amd_vi': any(u.startswith('ivhd') for u in units),
+    }
+
+
+def _boot_loader(reader):
+    tools = [t for t in ('update-grub', 'grub-mkconfig', 'grub2-mkconfig', 'grubby',
+                         'kernel-install', 'bootctl', 'proxmox-boot-tool', 'update-bootloader')
+             if reader.which(t)]
+    files = {
+        'default_grub': reader.exists('/etc/default/grub'),
+        'kernel_cmdline': reader.exists('/etc/kernel/cmdline'),
+        'grub_cfg': next((p for p in ('/boot/grub/grub.cfg', '/boot/grub2/grub.cfg')
+                          if reader.exists(p)), None),
+    }
+    if reader.exists('/etc/kernel/proxmox-boot-uuids'):
+        kind = 'proxmox-boot-tool'
+    elif any(reader.exists(p) for p in ('/boot/loader/loader.conf', '/efi/loader/loader.conf',
+                                        '/boot/efi/loader/loader.conf')):
+        kind = 'systemd-boot'
+    elif files['default_grub'] or files['grub_cfg']:
+        kind = 'grub'
+    else:
+        kind = 'unknown'
+    return {'kind': kind, 'tools': tools, 'files': files}
+
+
+def _initramfs(reader):
+    if reader.which('update-initramfs') or reader.exists('/etc/initramfs-tools'):
+        tool = 'initramfs-tools'
+    elif reader.which('mkinitcpio') or reader.exists('/etc/mkinitcpio.conf'):
+        tool = 'mkinitcpio'
+    elif reader.which('dracut') or reader.exists('/etc/dracut.conf'):
+        tool = 'dracut'
+    else:
+        tool = 'unknown'
+    texts = [reader.text('/etc/initramfs-tools/modules', ''), reader.text('/etc/mkinitcpio.conf', '')]
+    for name in reader.listdir('/etc/dracut.conf.d'):
+        texts.append(reader.text('/etc/dracut.conf.d/' + name, ''))
+    for name in reader.listdir('/etc/mkinitcpio.conf.d'):
+        texts.append(reader.text('/etc/mkinitcpio.conf.d/' + name, ''))
+    listed = any(re.search(r'(?m)^[^#\n]*\bkvm[-_]amd\b', t or '') for t in texts)
+    return {'tool': tool, 'kvm_amd_listed': listed}
+
+
+def _guest_name(argv):
+    for index, arg in enumerate(argv[:-1]):
+        if arg == '-name':
+            value = argv[index + 1]
+            for part in value.split(','):
+                if part.startswith('guest='):
+                    return part[len('guest='):]
+            return value.split(',')[0]
+    return None
+
+
+def _guests(reader):
+    guests = []
+    for entry in reader.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        raw = reader.text('/proc/%s/cmdline' % entry)
+        if not raw:
+            continue
+        argv = [a for a in raw.split('\0') if a]
+        if not argv or os.path.basename(argv[0]) not in QEMU_NAMES:
+            continue
+        joined = ' '.join(argv)
+        guests.append({
+            'pid': int(entry),
+            'name': _guest_name(argv),
+            'kvm': '-enable-kvm' in argv or 'accel=kvm' in joined or '-accel kvm' in joined,
+        })
+    return guests
+
+
+def _container(reader):
+    if reader.exists('/run/.containerenv'):
+        return 'podman'
+    if reader.exists('/.dockerenv'):
+        return 'docker'
+    marker = (reader.text('/run/systemd/container') or '').strip()
+    if marker:
+        return marker
+    environ = reader.text('/proc/1/environ') or ''
+    for item in environ.split('\0'):
+        if item.startswith('container='):
+            return item.split('=', 1)[1] or 'container'
+    return None
+
+
+def _libvirt(reader, run):
+    daemons = [d for d in ('virtqemud', 'libvirtd') if reader.which(d)]
+    virsh = reader.which('virsh')
+    version = None
+    if daemons and run is not None and reader.root == '/':
+        rc, out, _err = run([reader.which(daemons[-1]), '--version'])
+        match = re.search(r'(\d+\.\d+\.\d+)', out or '')
+        if rc == 0 and match:
+            version = match.group(1)
+    return {'present': bool(daemons or virsh), 'daemons': daemons, 'virsh': virsh,
+            'version': version}
+
+
+def _domains(reader, run, uri):
+    """Defined libvirt domains with their persistent XML, through virsh.
+
+    Returns (domains or None, error or None); never raises.
+    """
+    virsh = reader.which('virsh')
+    if not virsh or run is None or reader.root != '/':
+        return None, 'virsh is not installed' if not virsh else None
+    rc, out, err = run([virsh, '-q', '-c', uri, 'list', '--all', '--name'])
+    if rc != 0:
+        return None, 'virsh -c %s list failed: %s' % (uri, (err or out or '').strip())
+    names = [n.strip() for n in (out or '').splitlines() if n.strip()]
+    rc, out, _err = run([virsh, '-q', '-c', uri, 'list', '--name'])
+    running = set(n.strip() for n in (out or '').splitlines() if n.strip()) if rc == 0 else set()
+    domains = []
+    for name in names:
+        rc, xml, err = run([virsh, '-c', uri, 'dumpxml', '--inactive', '--', name])
+        domains.append({'name': name, 'active': name in running,
+                        'xml': xml if rc == 0 else None,
+                        'error': None if rc == 0 else (err or '').strip()})
+    return domains, None
+
+
+def _dmesg(run):
+    rc, out, _err = run(['dmesg'])
+    if rc != 0:
+        return None
+    found = {}
+    for key, pattern in DMESG_PATTERNS:
+        found[key] = bool(pattern.search(out or ''))
+    return found
+
+
+def gather(root='/', run=None, dmesg=True, guests=True, domains=False,
+           libvirt_uri='qemu:///system'):
+    """All facts as one JSON-ready dict (the ``vfio_avic`` fact)."""
+    reader = Reader(root)
+    cpu = avic_cpu.classify_cpu(reader.text('/proc/cpuinfo', ''))
+    release, upstream, version = _kernel(reader)
+    kvm_amd = _module_params(reader, 'kvm_amd')
+    kvm_intel = _module_params(reader, 'kvm_intel')
+    modprobe = _modprobe(reader)
+    cmdline = (reader.text('/proc/cmdline') or '').strip()
+    args = avic_host.parse_cmdline(cmdline)
+    cmdline_options = avic_host.cmdline_module_options(args)
+    configured = dict(modprobe['options'])
+    configured.update(cmdline_options)
+    facts = {
+        'schema': FACTS_SCHEMA,
+        'root': reader.root,
+        'cpu': cpu,
+        'kernel': release,
+        'kernel_upstream': upstream,
+        'kernel_version': version,
+        'kernel_capabilities': avic_kernel.capabilities(release) if version else None,
+        'avic': bool(kvm_amd['loaded'] and avic_host.param_bool(kvm_amd['parameters'].get('avic'))),
+        'x2avic': cpu['x2avic'],
+        'nested': avic_host.param_bool(kvm_amd['parameters'].get('nested')),
+        'kvm_amd': kvm_amd,
+        'kvm_intel': {'loaded': kvm_intel['loaded'],
+                      'enable_apicv': avic_host.param_bool(
+                          kvm_intel['parameters'].get('enable_apicv'))},
+        'modprobe': modprobe,
+        'cmdline': cmdline,
+        'cmdline_kvm_amd': cmdline_options,
+        'configured_kvm_amd': configured,
+        'pending': avic_host.pending_differences(kvm_amd['parameters'], configured)
+        if kvm_amd['loaded'] else {},
+        'iommu': _iommu(reader, args),
+        'boot_loader': _boot_loader(reader),
+        'initramfs': _initramfs(reader),
+        'guests': _guests(reader) if guests else None,
+        'libvirt': _libvirt(reader, run),
+        'container': _container(reader),
+        'tainted': None,
+        'dmesg': _dmesg(run) if (dmesg and run is not None and reader.root == '/') else None,
+    }
+    if domains:
+        facts['domains'], facts['domains_error'] = _domains(reader, run, libvirt_uri)
+    taint = (reader.text('/proc/sys/kernel/tainted') or '').strip()
+    facts['tainted'] = int(taint) if taint.isdigit() else None
+    findings = avic_host.host_findings(facts)
+    facts['findings'] = findings
+    facts['status'] = avic_host.host_status(facts, findings)
+    return facts

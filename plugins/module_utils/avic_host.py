@@ -1,0 +1,279 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the vfio.avic collection
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Host-level AVIC rules: modprobe.d options, kernel command line, findings (stdlib only)."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import shlex
+
+from ansible_collections.vfio.avic.plugins.module_utils.avic_findings import (
+    INFO, INHIBIT, WARNING, finding)
+from ansible_collections.vfio.avic.plugins.module_utils import avic_kernel
+
+MODULE = 'kvm_amd'
+
+# Searched in this order; for two files with the same name the first directory
+# wins, and all files are then read sorted by name (kmod's rules).
+MODPROBE_DIRS = ('/etc/modprobe.d', '/run/modprobe.d', '/usr/local/lib/modprobe.d',
+                 '/lib/modprobe.d', '/usr/lib/modprobe.d')
+
+# The options the collection recommends, and what the running module must read.
+RECOMMENDED_OPTIONS = {'avic': '1', 'npt': '1', 'nested': '0'}
+
+TRUE_WORDS = ('y', 'yes', '1', 'true', 'on')
+FALSE_WORDS = ('n', 'no', '0', 'false', 'off')
+
+
+def module_name(name):
+    """Canonical module name: hyphen and underscore are the same to modprobe."""
+    return name.replace('-', '_')
+
+
+def param_bool(value):
+    """True/False for a module parameter value ('Y', '1', 'N', '0'...), None otherwise."""
+    if isinstance(value, bool):
+        return value
+    if value is None:
+        return None
+    text = str(value).strip().lower()
+    if text in TRUE_WORDS:
+        return True
+    if text in FALSE_WORDS:
+        return False
+    return None
+
+
+def modprobe_file_order(files_by_dir):
+    """Order modprobe.d files as kmod reads them.
+
+    ``files_by_dir`` maps a directory to the names of its *.conf files. Returns
+    the list of full paths that are read, sorted by file name, where a name in
+    an earlier directory of MODPROBE_DIRS hides the same name in later ones.
+    """
+    chosen = {}
+    for directory in MODPROBE_DIRS:
+        for name in files_by_dir.get(directory, ()):
+            if name.endswith('.conf') and name not in chosen:
+                chosen[name] = '%s/%s' % (directory, name)
+    return [chosen[name] for name in sorted(chosen)]
+
+
+def _logical_lines(text):
+    pending = ''
+    for raw in text.splitlines():
+        line = raw.rstrip()
+        if line.endswith('\\'):
+            pending += line[:-1] + ' '
+            continue
+        line = pending + line
+        pending = ''
+        stripped = line.strip()
+        if stripped and not stripped.startswith('#'):
+            yield stripped
+    if pending.strip():
+        yield pending.strip()
+
+
+def parse_modprobe(files, module=MODULE):
+    """Effective options of ``module`` from ordered (path, text) pairs.
+
+    Returns {options: {name: value}, sources: {name: path}, files: [paths that
+    mention the module], lines: [{path, line}], blacklisted: bool}. Later
+    files win, as the kernel reads repeated parameters left to right.
+    """
+    module = module_name(module)
+    options, sources, mention, lines = {}, {}, [], []
+    blacklisted = False
+    for path, text in files:
+        for line in _logical_lines(text or ''):
+            words = line.split()
+            if len(words) < 2 or module_name(words[1]) != module:
+                continue
+            if path not in mention:
+                mention.append(path)
+            lines.append({'path': path, 'line': line})
+            if words[0] == 'blacklist':
+                blacklisted = True
+            if words[0] != 'options':
+                continue
+            for word in words[2:]:
+                key, sep, value = word.partition('=')
+                key = module_name(key)
+                options[key] = value.strip('"') if sep else '1'
+                sources[key] = path
+    return {'options': options, 'sources': sources, 'files': mention, 'lines': lines,
+            'blacklisted': blacklisted}
+
+
+def parse_cmdline(text):
+    """Split a kernel command line into a list of arguments (quotes respected)."""
+    if not text:
+        return []
+    try:
+        return shlex.split(text)
+    except ValueError:
+        return text.split()
+
+
+def cmdline_value(args, key):
+    """The last value of ``key`` on a command line ('amd_iommu' -> 'on'), None when absent."""
+    value = None
+    for arg in args:
+        name, sep, val = arg.partition('=')
+        if name == key:
+            value = val if sep else ''
+    return value
+
+
+def cmdline_module_options(args, module=MODULE):
+    """Module options given on the kernel command line as ``kvm_amd.avic=1``."""
+    module = module_name(module)
+    options = {}
+    for arg in args:
+        name, sep, value = arg.partition('=')
+        mod, dot, param = name.partition('.')
+        if dot and module_name(mod) == module and param:
+            options[module_name(param)] = value if sep else '1'
+    return options
+
+
+def pending_differences(loaded, wanted):
+    """Parameters whose running value differs from the configured one.
+
+    ``loaded`` holds sysfs strings ('Y', '0'), ``wanted`` configured strings.
+    Values are compared as booleans where both are booleans, else as text.
+    """
+    diffs = {}
+    for key, want in sorted(wanted.items()):
+        if key not in loaded:
+            continue
+        have = loaded[key]
+        wb, hb = param_bool(want), param_bool(have)
+        same = (wb == hb) if (wb is not None and hb is not None) else \
+            str(want).strip() == str(have).strip()
+        if not same:
+            diffs[key] = {'configured': want, 'running': have}
+    return diffs
+
+
+def _cpu_findings(cpu, out):
+    status = cpu.get('status')
+    if cpu.get('vendor') == 'unknown':
+        out.append(finding('cpu_unknown', WARNING, cpu.get('message', ''),
+                           'Check that /proc/cpuinfo is readable on the host.'))
+        return False
+    if status == 'unsupported_vendor':
+        out.append(finding('not_amd', INFO, cpu.get('message', ''), ''))
+        return False
+    if status == 'svm_unavailable':
+        out.append(finding(
+            'svm_unavailable', INHIBIT, cpu.get('message', ''),
+            'Enable SVM (AMD-V) in the firmware setup; for a VM, enable nested SVM on its host.'))
+        return False
+    if not cpu.get('npt'):
+        out.append(finding(
+            'npt_unavailable', INHIBIT,
+            'The CPU does not advertise nested paging (npt); AVIC needs it (known, AMD APM).',
+            'Enable NPT/RVI (for a VM: expose npt to it).'))
+    return True
+
+
+def host_findings(facts):
+    """Host-level findings from an avic_facts dict (cpu, kernel, kvm_amd, modprobe, ...)."""
+    out = []
+    cpu = facts.get('cpu') or {}
+    amd = _cpu_findings(cpu, out)
+    release = facts.get('kernel')
+    caps = None
+    if release and amd:
+        try:
+            out.extend(avic_kernel.kernel_issues(release, facts.get('kernel_upstream')))
+            caps = avic_kernel.capabilities(release)
+        except avic_kernel.KernelReleaseError as exc:
+            out.append(finding('cpu_unknown', WARNING, str(exc), ''))
+    if facts.get('container'):
+        out.append(finding(
+            'in_container', INFO,
+            'Running in a %s container: kvm_amd and the kernel belong to the container host; '
+            'files are checked, kernel state is not authoritative.' % facts['container'], ''))
+    if not amd:
+        return out
+    kvm = facts.get('kvm_amd') or {}
+    params = kvm.get('parameters') or {}
+    forced = param_bool(params.get('force_avic'))
+    if cpu.get('status') == 'cpuid_hidden' and not forced:
+        out.append(finding(
+            'avic_cpuid_hidden', INHIBIT, cpu.get('message', ''),
+            'Set kvm_amd force_avic=1 (vfio.avic.host: avic_host_force_avic: true) if you accept '
+            'an unsupported, kernel-tainting mode.'))
+    if not kvm.get('loaded'):
+        out.append(finding(
+            'kvm_amd_not_loaded', WARNING,
+            'The kvm_amd module is not loaded: no KVM guests can run and AVIC state is unknown.',
+            'Load it (modprobe kvm_amd) or apply the vfio.avic.host role.'))
+    else:
+        avic = param_bool(params.get('avic'))
+        if avic is False:
+            out.append(finding(
+                'avic_disabled', INHIBIT,
+                'kvm_amd runs with avic=%s: AVIC is off for every guest (DISABLED).'
+                % params.get('avic'),
+                'Set options kvm_amd avic=1 and reload the module (vfio.avic.host does both).'))
+        if param_bool(params.get('npt')) is False:
+            out.append(finding(
+                'npt_disabled', INHIBIT, 'kvm_amd runs with npt=0: AVIC needs nested paging (known).',
+                'Set options kvm_amd npt=1 and reload the module.'))
+        if forced:
+            out.append(finding(
+                'avic_forced', WARNING,
+                'kvm_amd runs with force_avic=1: AVIC is on although CPUID does not advertise it; '
+                'unsupported, and the kernel is tainted (known).', ''))
+        if param_bool(params.get('nested')):
+            severity = INFO if caps and caps['nested_coexist'] else INHIBIT
+            out.append(finding(
+                'nested_enabled', severity,
+                'kvm_amd runs with nested=1 (SVM offered to guests). %s' % (
+                    'This kernel lets AVIC coexist with nested guests (known); a guest that runs '
+                    'its own guests still loses AVIC while it does.' if severity == INFO else
+                    'Before 5.19 a nested-capable setup inhibits AVIC (known).'),
+                'Set options kvm_amd nested=0 unless guests run their own VMs.'))
+        if cpu.get('erratum_1235') and 'enable_ipiv' in params and \
+                param_bool(params.get('enable_ipiv')) is False:
+            out.append(finding(
+                'ipiv_erratum', INFO,
+                'AVIC IPI virtualisation is off: the kernel turns it off on Zen 1/Zen 2 and Hygon '
+                'because of erratum #1235 (known). Interrupts are still accelerated.', ''))
+        diffs = (facts.get('pending') or {})
+        if diffs:
+            out.append(finding(
+                'pending_reload', WARNING,
+                'The kvm_amd options on disk differ from the running module: %s.' % ', '.join(
+                    '%s configured %s, running %s' % (k, v['configured'], v['running'])
+                    for k, v in sorted(diffs.items())),
+                'Reload kvm_amd while no guest runs, or reboot.'))
+    iommu = facts.get('iommu') or {}
+    if iommu.get('amd_iommu_intr') == 'legacy':
+        out.append(finding(
+            'iommu_avic_off', INFO,
+            'amd_iommu_intr=legacy is on the kernel command line: IOMMU AVIC (guest vAPIC mode) is '
+            'off, so passed-through devices do not post interrupts into guests (known).',
+            'Remove amd_iommu_intr=legacy (vapic is the default where supported).'))
+    return out
+
+
+def host_status(facts, findings):
+    """One word for the host: active, inactive, unsupported or unknown."""
+    cpu = facts.get('cpu') or {}
+    if cpu.get('vendor') == 'unknown':
+        return 'unknown'
+    if cpu.get('status') in ('unsupported_vendor', 'svm_unavailable'):
+        return 'unsupported'
+    if any(f['id'] in ('kernel_too_old', 'npt_unavailable') for f in findings):
+        return 'unsupported'
+    params = (facts.get('kvm_amd') or {}).get('parameters') or {}
+    if (facts.get('kvm_amd') or {}).get('loaded') and param_bool(params.get('avic')):
+        return 'active'
+    return 'inactive'

@@ -1,0 +1,120 @@
+# -*- coding: utf-8 -*-
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+
+from ansible_collections.vfio.avic.plugins.module_utils import avic_gather
+
+QEMU_ARGV = ['/usr/bin/qemu-system-x86_64', '-name', 'guest=win10,debug-threads=on', '-S',
+             '-machine', 'pc-q35-7.2,usb=off,dump-guest-core=off', '-accel', 'kvm', '-m', '8192']
+
+
+def ids(facts):
+    return sorted(f['id'] for f in facts['findings'])
+
+
+def test_zen2_host_with_avic_off_and_new_options_pending(host_tree):
+    root = host_tree(
+        cpuinfo_name='zen2_epyc_7702.txt',
+        params={'avic': 'N', 'npt': 'Y', 'nested': '1', 'force_avic': 'N', 'enable_ipiv': 'Y'},
+        files={'/etc/modprobe.d/kvm.conf': 'options kvm-amd avic=1 nested=0\n',
+               '/lib/modprobe.d/50-old.conf': 'options kvm_amd avic=0\n',
+               '/etc/default/grub': 'GRUB_CMDLINE_LINUX_DEFAULT="quiet"\n',
+               '/boot/grub/grub.cfg': '',
+               '/usr/sbin/update-initramfs': '', '/usr/sbin/update-grub': '',
+               '/etc/initramfs-tools/modules': '# kvm_amd\nvfio_pci\n'},
+        proc_version='Linux version 6.1.0-26-amd64 (gcc-12 (Debian 12.2.0-14) 12.2.0) #1 SMP '
+                     'PREEMPT_DYNAMIC Debian 6.1.112-1 (2024-09-30)\n')
+    facts = avic_gather.gather(root=root)
+    assert facts['cpu']['microarchitecture'] == 'zen2'
+    assert facts['kernel'] == '6.1.0-26-amd64' and facts['kernel_upstream'] == '6.1.112'
+    assert facts['avic'] is False and facts['nested'] is True
+    # /etc wins over /lib only for the same file name; different names are all read, sorted.
+    assert facts['modprobe']['read'] == ['/lib/modprobe.d/50-old.conf', '/etc/modprobe.d/kvm.conf']
+    assert facts['configured_kvm_amd'] == {'avic': '1', 'nested': '0'}
+    assert facts['pending'] == {'avic': {'configured': '1', 'running': 'N'},
+                                'nested': {'configured': '0', 'running': '1'}}
+    assert ids(facts) == ['avic_disabled', 'nested_enabled', 'pending_reload']
+    assert facts['status'] == 'inactive'
+    assert facts['boot_loader']['kind'] == 'grub'
+    assert set(facts['boot_loader']['tools']) == {'update-grub'}
+    assert facts['initramfs'] == {'tool': 'initramfs-tools', 'kvm_amd_listed': False}
+    assert facts['dmesg'] is None and facts['container'] is None
+    json.dumps(facts)
+
+
+def test_zen4_host_active_with_a_running_guest(host_tree):
+    root = host_tree(cpuinfo_name='zen4_epyc_9654.txt', kernel='6.8.0-45-generic',
+                     params={'avic': 'Y', 'npt': 'Y', 'nested': '0', 'force_avic': 'N'},
+                     cmdline='BOOT_IMAGE=/vmlinuz amd_iommu=on iommu=pt kvm_amd.avic=1',
+                     files={'/sys/class/iommu/ivhd0/.keep': '',
+                            '/boot/loader/loader.conf': 'timeout 3\n',
+                            '/etc/kernel/cmdline': 'root=/dev/nvme0n1p2\n'},
+                     guests={4242: QEMU_ARGV, 17: ['/usr/sbin/sshd', '-D']})
+    facts = avic_gather.gather(root=root)
+    assert facts['avic'] is True and facts['x2avic'] is True
+    assert facts['status'] == 'active' and ids(facts) == []
+    assert facts['cmdline_kvm_amd'] == {'avic': '1'} and facts['pending'] == {}
+    assert facts['iommu']['amd_iommu'] == 'on' and facts['iommu']['iommu'] == 'pt'
+    assert facts['iommu']['amd_vi'] is True
+    assert facts['boot_loader']['kind'] == 'systemd-boot'
+    assert facts['guests'] == [{'pid': 4242, 'name': 'win10', 'kvm': True}]
+
+
+def test_zen3_client_hidden_and_not_loaded_in_a_container(host_tree):
+    root = host_tree(cpuinfo_name='zen3_ryzen_5950x.txt', files={'/run/.containerenv': ''})
+    facts = avic_gather.gather(root=root)
+    assert facts['cpu']['status'] == 'cpuid_hidden'
+    assert ids(facts) == ['avic_cpuid_hidden', 'in_container', 'kvm_amd_not_loaded']
+    assert facts['container'] == 'podman' and facts['status'] == 'inactive'
+
+
+def test_forced_avic(host_tree):
+    root = host_tree(cpuinfo_name='amd_vm_epyc_svm.txt',
+                     params={'avic': 'Y', 'force_avic': 'Y', 'npt': 'Y', 'nested': '0'})
+    facts = avic_gather.gather(root=root)
+    assert facts['status'] == 'active' and ids(facts) == ['avic_forced']
+
+
+def test_intel_and_vm_without_svm(host_tree, tmp_path):
+    facts = avic_gather.gather(root=host_tree(cpuinfo_name='intel_xeon_gold_6338.txt'))
+    assert ids(facts) == ['not_amd'] and facts['status'] == 'unsupported'
+    other = tmp_path / 'vm'
+    other.mkdir()
+    from conftest import write_host_tree
+    facts = avic_gather.gather(root=write_host_tree(other, cpuinfo_name='amd_vm_epyc_nosvm.txt'))
+    assert ids(facts) == ['svm_unavailable'] and facts['status'] == 'unsupported'
+
+
+def test_empty_root_reports_unknown_and_never_raises(tmp_path):
+    facts = avic_gather.gather(root=str(tmp_path))
+    assert facts['cpu']['vendor'] == 'unknown' and facts['status'] == 'unknown'
+    assert ids(facts) == ['cpu_unknown'] and facts['kernel'] is None
+
+
+def test_commands_run_only_on_the_real_root(host_tree):
+    calls = []
+
+    def run(argv):
+        calls.append(argv)
+        return 0, '', ''
+    avic_gather.gather(root=host_tree(cpuinfo_name='zen4_epyc_9654.txt',
+                                      files={'/usr/bin/virsh': '', '/usr/sbin/libvirtd': ''}),
+                       run=run, domains=True)
+    assert calls == []
+
+
+def test_dmesg_through_the_runner():
+    # Root / with a runner that answers as dmesg would; only the log scan is asserted.
+    outputs = {
+        'dmesg': (0, '[    2.1] SVM: AVIC enabled\n[    2.2] SVM: x2AVIC enabled\n', ''),
+    }
+
+    def run(argv):
+        return outputs.get(argv[0], (1, '', 'no such command'))
+    facts = avic_gather.gather(root='/', run=run, guests=False)
+    assert facts['dmesg']['avic_enabled'] is True and facts['dmesg']['x2avic_enabled'] is True
+    assert facts['dmesg']['iommu_vapic'] is False
+    assert facts['guests'] is None

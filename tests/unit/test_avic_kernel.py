@@ -1,0 +1,106 @@
+# -*- coding: utf-8 -*-
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import pytest
+
+from ansible_collections.vfio.avic.plugins.module_utils import avic_kernel
+
+
+def ids(findings):
+    return sorted(f['id'] for f in findings)
+
+
+@pytest.mark.parametrize('release,version,distribution', [
+    ('6.1.0-26-amd64', (6, 1, 0), True),                 # Debian
+    ('6.8.0-45-generic', (6, 8, 0), True),               # Ubuntu
+    ('6.6.32-1-pve', (6, 6, 32), True),                  # Proxmox
+    ('6.8.12-4-pve', (6, 8, 12), True),
+    ('5.14.0-427.el9.x86_64', (5, 14, 0), True),         # RHEL
+    ('6.11.4-201.fc40.x86_64', (6, 11, 4), True),        # Fedora
+    ('6.10.10-arch1-1', (6, 10, 10), True),              # Arch
+    ('6.4.0-150600.23.25-default', (6, 4, 0), True),     # openSUSE
+    ('6.18', (6, 18, 0), False),
+    ('5.4.41', (5, 4, 41), False),
+    ('v6.0.0', (6, 0, 0), False),
+    ('6.1.0+', (6, 1, 0), False),
+])
+def test_parse_distribution_releases(release, version, distribution):
+    parsed = avic_kernel.parse_release(release)
+    assert parsed['version'] == version
+    assert parsed['distribution'] is distribution
+
+
+@pytest.mark.parametrize('bad', ['', 'linux', '6', 'six.one', '6.1abc', None, 61, '6.x.0'])
+def test_unparseable_release_shows_the_string(bad):
+    with pytest.raises(avic_kernel.KernelReleaseError) as err:
+        avic_kernel.parse_release(bad)
+    assert repr(bad) in str(err.value)
+
+
+@pytest.mark.parametrize('release,expected', [
+    ('4.4.0-210-generic', ['kernel_too_old']),
+    ('4.19.0-27-amd64', ['kernel_nested_inhibits', 'kernel_no_x2avic', 'kernel_split_irqchip_only']),
+    ('5.6.19', ['kernel_nested_inhibits', 'kernel_no_x2avic']),
+    ('5.6.12', ['kernel_known_issue', 'kernel_nested_inhibits', 'kernel_no_x2avic']),
+    ('5.4.40', ['kernel_known_issue', 'kernel_nested_inhibits', 'kernel_no_x2avic',
+                'kernel_split_irqchip_only']),
+    ('5.4.0-42-generic', ['kernel_nested_inhibits', 'kernel_no_x2avic', 'kernel_patch_unknown',
+                          'kernel_split_irqchip_only']),
+    ('5.15.0-119-generic', ['kernel_nested_inhibits', 'kernel_no_x2avic']),
+    ('5.19.0', ['kernel_no_x2avic']),
+    ('6.1.0-26-amd64', []),
+    ('6.8.0-45-generic', []),
+    ('6.18.2-arch1-1', ['kernel_avic_auto']),
+])
+def test_kernel_rules(release, expected):
+    assert ids(avic_kernel.kernel_issues(release)) == expected
+
+
+def test_too_old_is_an_inhibit_and_only_finding():
+    findings = avic_kernel.kernel_issues('4.6.7')
+    assert [f['severity'] for f in findings] == ['inhibit']
+    assert '4.7' in findings[0]['fix']
+
+
+def test_upstream_version_refines_a_distribution_patch_level():
+    # Ubuntu 5.4.0-42 carries upstream 5.4.44: past the fix.
+    assert 'kernel_known_issue' not in ids(avic_kernel.kernel_issues('5.4.0-42-generic', '5.4.44'))
+    old = avic_kernel.kernel_issues('5.4.0-26-generic', '5.4.30')
+    assert 'kernel_known_issue' in ids(old)
+    message = [f for f in old if f['id'] == 'kernel_known_issue'][0]['message']
+    assert 'upstream 5.4.30' in message and 'reported' in message
+
+
+@pytest.mark.parametrize('text,upstream', [
+    ('Linux version 6.1.0-26-amd64 (debian-kernel@lists.debian.org) (gcc-12 (Debian 12.2.0-14) '
+     '12.2.0, GNU ld (GNU Binutils for Debian) 2.40) #1 SMP PREEMPT_DYNAMIC Debian 6.1.112-1 '
+     '(2024-09-30)', '6.1.112'),
+    ('Ubuntu 5.4.0-42.46-generic 5.4.44', '5.4.44'),
+    ('Linux version 6.10.10-arch1-1 (linux@archlinux) #1 SMP', None),
+    (None, None),
+])
+def test_upstream_from_proc_version(text, upstream):
+    assert avic_kernel.upstream_from_proc_version(text) == upstream
+
+
+def test_capabilities_follow_the_milestones():
+    assert avic_kernel.capabilities('5.5.0') == {
+        'svm_avic': True, 'iommu_avic': True, 'inkernel_irqchip': False, 'nested_coexist': False,
+        'force_avic': False, 'x2avic': False, 'avic_auto': False}
+    caps = avic_kernel.capabilities('6.0.0-rc1')
+    assert caps['x2avic'] and caps['nested_coexist'] and not caps['avic_auto']
+
+
+def test_kernel_meets_minimum_is_overridable():
+    assert avic_kernel.kernel_meets('4.4.0')[0] is False
+    assert avic_kernel.kernel_meets('4.4.0', minimum='4.0')[0] is True
+    ok, reasons = avic_kernel.kernel_meets('5.4.40', allow_known_issues=False)
+    assert not ok and 'lazy EOI' in reasons[0]
+    assert avic_kernel.kernel_meets('5.4.40')[0] is True
+
+
+def test_at_least():
+    assert avic_kernel.at_least('6.8.0-45-generic', '6.0')
+    assert not avic_kernel.at_least('5.19.17', '6.0')

@@ -1,0 +1,80 @@
+# -*- coding: utf-8 -*-
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.vfio.avic.plugins.filter import avic as filters
+from ansible_collections.vfio.avic.plugins.filter import avic_report as report_filters
+
+HOST = {'kernel': '6.1.0-26-amd64', 'avic': True, 'x2avic': False}
+
+
+def test_filter_names_are_registered():
+    assert set(filters.FilterModule().filters()) == {
+        'cpu_avic_support', 'kernel_avic_issues', 'kernel_version', 'kernel_at_least',
+        'domain_avic_issues', 'avic_verdict', 'avic_worst_severity'}
+    assert set(report_filters.FilterModule().filters()) == {
+        'avic_audit_domains', 'avic_host_summary', 'avic_host_report', 'avic_fleet_table',
+        'avic_fleet_totals'}
+
+
+def test_cpu_avic_support_contract(cpuinfo):
+    cpu = filters.cpu_avic_support(cpuinfo('zen4_epyc_9654.txt'))
+    for key in ('vendor', 'family', 'model', 'model_name', 'microarchitecture', 'svm', 'npt',
+                'avic', 'x2avic', 'hypervisor', 'status', 'message'):
+        assert key in cpu
+    assert isinstance(cpu['family'], int) and isinstance(cpu['model'], int)
+    assert filters.cpu_avic_support('')['vendor'] == 'unknown'
+
+
+def test_kernel_filters():
+    assert [f['id'] for f in filters.kernel_avic_issues('4.19.0-27-amd64')][0] == 'kernel_split_irqchip_only'
+    assert filters.kernel_avic_issues({'kernel': '6.8.0-45-generic'}) == []
+    assert filters.kernel_version('6.6.32-1-pve')['version'] == [6, 6, 32]
+    assert filters.kernel_at_least('6.1.0-26-amd64', '6.0') is True
+    for bad_call in (lambda: filters.kernel_avic_issues('banana'), lambda: filters.kernel_version(''),
+                     lambda: filters.kernel_at_least('x.y', '6.0')):
+        with pytest.raises(AnsibleFilterError) as err:
+            bad_call()
+        assert err.value.message.startswith('vfio.avic.kernel_')
+
+
+def test_domain_filter_and_errors(domain_xml):
+    ids = [f['id'] for f in filters.domain_avic_issues(domain_xml('hyperv_synic.xml'), HOST)]
+    assert ids == ['hyperv_synic']
+    with pytest.raises(AnsibleFilterError) as err:
+        filters.domain_avic_issues(domain_xml('malformed.xml'), HOST, 'gamer')
+    assert "domain 'gamer'" in str(err.value) and 'vfio.avic.domain_avic_issues' in str(err.value)
+    with pytest.raises(AnsibleFilterError) as err:
+        filters.domain_avic_issues(domain_xml('clean_linux.xml'), {'kernel': '6.1'})
+    assert 'missing avic, x2avic' in str(err.value)
+
+
+def test_verdict_and_worst(domain_xml):
+    findings = filters.domain_avic_issues(domain_xml('pit_reinject.xml'), HOST)
+    assert filters.avic_verdict(findings) == 'inhibited'
+    assert filters.avic_verdict([]) == 'ready'
+    assert filters.avic_worst_severity(findings) == 'inhibit'
+    assert filters.avic_worst_severity([]) is None
+    with pytest.raises(AnsibleFilterError):
+        filters.avic_verdict('not a list')
+
+
+def test_audit_domains_marks_unreadable_and_keeps_going(domain_xml):
+    domains = [
+        {'name': 'win', 'active': True, 'xml': domain_xml('seed_windows_before.xml')},
+        {'name': 'ok', 'active': False, 'xml': domain_xml('clean_linux.xml')},
+        {'name': 'broken', 'active': False, 'xml': domain_xml('malformed.xml')},
+        {'name': 'gone', 'active': False, 'xml': None, 'error': 'domain not found'},
+    ]
+    results = {r['name']: r for r in report_filters.avic_audit_domains(domains, HOST)}
+    assert results['win']['verdict'] == 'inhibited' and results['win']['active']
+    assert 'hyperv_synic' in results['win']['inhibits']
+    assert results['ok']['verdict'] == 'ready'
+    assert results['broken']['verdict'] == 'unreadable' and 'not well-formed' in results['broken']['error']
+    assert results['gone']['error'] == 'domain not found'
+    with pytest.raises(AnsibleFilterError):
+        report_filters.avic_audit_domains([{'xml': ''}], HOST)
