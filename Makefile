@@ -12,7 +12,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.build/collections
 export PATH := $(BIN):$(PATH)
 SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 
-.PHONY: audit venv collection deps test test-quick unit lint sanity molecule build clean
+.PHONY: audit venv collection deps test test-quick unit lint sanity molecule build docs clean
 
 audit: venv collection
 	ansible-playbook playbooks/audit.yml $(ARGS)
@@ -49,6 +49,9 @@ molecule: venv collection
 
 build: venv
 	mkdir -p .build/dist && $(BIN)/ansible-galaxy collection build --force --output-path .build/dist .
+
+docs: collection
+	$(PYTHON) tools/gen_findings_doc.py
 
 clean:
 	rm -rf .build tests/output .pytest_cache

@@ -60,10 +60,10 @@ def host_summary(host, facts, domains=None):
 def host_report_lines(summary, facts, domains=None):
     """Readable lines for one host: CPU, kernel, status, findings, then each guest."""
     facts = facts or {}
+    generation = ' (%s)' % summary['generation'] if summary['generation'] else ''
     lines = [
         '%s: AVIC %s' % (summary['host'], summary['status'].upper()),
-        '  CPU      %s%s' % (summary['cpu'],
-                            ' (%s)' % summary['generation'] if summary['generation'] else ''),
+        '  CPU      %s%s' % (summary['cpu'], generation),
         '  kernel   %s' % (summary['kernel'] or 'unknown'),
         '  kvm      %s' % _kvm_line(facts),
     ]

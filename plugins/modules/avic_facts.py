@@ -23,7 +23,7 @@ description:
     version, container detection, and host-level findings.
   - Read-only. Never fails on a non-AMD or unusual host; it reports instead.
 author:
-  - vfio.avic contributors
+  - vfio.avic maintainers (@vfio-avic)
 options:
   gather_dmesg:
     description:
