@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Write docs/findings.md from the finding vocabulary in plugins/module_utils/avic_findings.py."""
 
 import os
