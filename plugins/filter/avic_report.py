@@ -49,6 +49,11 @@ def avic_fleet_table(rows):
     return avic_report.fleet_table(list(rows or []))
 
 
+def avic_fleet_markdown(rows, domains_by_host=None):
+    """Markdown report lines from host summaries and {host: audited domains}."""
+    return avic_report.fleet_markdown(list(rows or []), domains_by_host or {})
+
+
 def avic_fleet_totals(rows):
     """Counts over host summaries."""
     return avic_report.fleet_totals(list(rows or []))
@@ -64,4 +69,5 @@ class FilterModule(object):
             'avic_host_report': avic_host_report,
             'avic_fleet_table': avic_fleet_table,
             'avic_fleet_totals': avic_fleet_totals,
+            'avic_fleet_markdown': avic_fleet_markdown,
         }

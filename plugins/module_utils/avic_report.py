@@ -141,3 +141,37 @@ def fleet_totals(rows):
         totals['guests_ready'] += row['guests_ready']
         totals['guests_inhibited'] += row['guests_inhibited']
     return totals
+
+
+def _md(text):
+    return str(text).replace('|', '\\|').replace('\n', ' ')
+
+
+def fleet_markdown(rows, domains_by_host=None):
+    """A Markdown report: the host table, then each host's guests with verdict and reasons."""
+    rows = sorted(rows, key=lambda r: r['host'])
+    domains_by_host = domains_by_host or {}
+    totals = fleet_totals(rows)
+    out = ['# AVIC fleet report', '',
+           '%d hosts: %d active, %d inactive, %d unsupported, %d unknown; guests %d ready, %d inhibited.'
+           % (totals['hosts'], totals['active'], totals['inactive'], totals['unsupported'],
+              totals['unknown'], totals['guests_ready'], totals['guests_inhibited']), '',
+           '## Hosts', '',
+           '| host | CPU | generation | kernel | AVIC | pending | guests ready/inhibited/total | inhibits |',
+           '|---|---|---|---|---|---|---|---|']
+    for row in rows:
+        out.append('| %s |' % ' | '.join(_md(c) for c in (
+            row['host'], row['cpu'], row.get('generation') or '-', row.get('kernel') or '-',
+            row['status'], ', '.join(row['pending']) or '-',
+            '%d/%d/%d' % (row['guests_ready'], row['guests_inhibited'], row['guests_total']),
+            ', '.join(row['inhibits']) or '-')))
+    guests = [(host, dom) for host in sorted(domains_by_host) for dom in domains_by_host[host] or []]
+    if guests:
+        out += ['', '## Guests', '', '| host | guest | state | verdict | inhibited by | warnings |',
+                '|---|---|---|---|---|---|']
+        for host, dom in guests:
+            out.append('| %s |' % ' | '.join(_md(c) for c in (
+                host, dom['name'], 'running' if dom.get('active') else 'shut off', dom['verdict'],
+                ', '.join(dom.get('inhibits') or []) or (dom.get('error') or '-'),
+                ', '.join(dom.get('warnings') or []) or '-')))
+    return out

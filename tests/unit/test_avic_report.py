@@ -48,3 +48,16 @@ def test_fleet_table_counts_and_aligns(tmp_path):
     assert len(set(len(line.rstrip()) <= len(table[1]) for line in table[:-1])) == 1
     assert table[-1] == '3 hosts: 1 active, 0 inactive, 1 unsupported, 1 unknown; guests 0 ready, 0 inhibited'
     assert avic_report.fleet_totals(rows)['active'] == 1
+
+
+def test_fleet_markdown_lists_hosts_and_guests(tmp_path):
+    facts = _host(tmp_path, 'z2', cpuinfo_name='zen2_epyc_7702.txt', params={'avic': 'N', 'npt': 'Y'})
+    domains = [avic_report.domain_result('win|10', [{'id': 'hyperv_synic', 'severity': 'inhibit',
+                                                     'message': 'm', 'fix': 'f'}], True),
+               avic_report.domain_result('broken', [], False, 'not well-formed')]
+    rows = [avic_report.host_summary('z2', facts, domains)]
+    text = '\n'.join(avic_report.fleet_markdown(rows, {'z2': domains}))
+    assert text.startswith('# AVIC fleet report')
+    assert '| z2 | AMD EPYC 7702 64-Core Processor | Zen 2 | 6.1.0-26-amd64 | inactive | - | 0/1/2 | avic_disabled |' in text
+    assert '| z2 | win\\|10 | running | inhibited | hyperv_synic | - |' in text
+    assert '| z2 | broken | shut off | unreadable | not well-formed | - |' in text
