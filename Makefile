@@ -29,7 +29,7 @@ collection:
 	@[ -L $(COLL) ] || ln -sfn $(CURDIR) $(COLL)
 
 deps:
-	bash tests/lab/setup-host.sh
+	bash tests/lab/setup-host.sh --libvirt
 
 test: test-quick molecule
 
