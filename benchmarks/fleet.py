@@ -103,9 +103,8 @@ def run_size(n, forks, workdir):
     rows = []
     base, rt = timed(['ansible', 'all', '-i', inventory, '-m', 'ansible.builtin.ping'], env, 'ping')
     rows.append(('ping', base, rt))
-    report = os.path.join(workdir, 'audit-%d.json' % n)
     seconds, rt = timed(['ansible-playbook', '-i', inventory, 'playbooks/audit.yml',
-                         '-e', 'avic_audit_report_path=%s' % report], env, 'audit')
+                         '-e', 'avic_report_dir=%s' % workdir], env, 'audit')
     rows.append(('audit', seconds, rt))
     site = os.path.join(REPO, 'playbooks', 'site.yml')
     if os.path.exists(site):

@@ -9,29 +9,25 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.vfio.avic.plugins.module_utils import avic_domain, avic_report
+from ansible_collections.vfio.avic.plugins.module_utils import avic_domain, avic_fleet, avic_report
 
 
 def avic_audit_domains(domains, host):
     """Audit every domain of avic_facts' ``domains`` list against ``host``."""
-    results = []
-    for dom in domains or []:
-        if not isinstance(dom, dict) or 'name' not in dom:
-            raise AnsibleFilterError('vfio.avic.avic_audit_domains expects the domains list of '
-                                     'vfio.avic.avic_facts (dicts with name and xml), got %r' % (dom,))
-        if dom.get('xml') is None:
-            results.append(avic_report.domain_result(dom['name'], [], dom.get('active'),
-                                                     dom.get('error') or 'no XML'))
-            continue
-        try:
-            findings = avic_domain.audit_domain(dom['xml'], host, dom['name'])
-        except avic_domain.DomainXMLError as exc:
-            results.append(avic_report.domain_result(dom['name'], [], dom.get('active'), str(exc)))
-            continue
-        except avic_domain.HostFactsError as exc:
-            raise AnsibleFilterError('vfio.avic.avic_audit_domains: %s' % exc)
-        results.append(avic_report.domain_result(dom['name'], findings, dom.get('active')))
-    return results
+    try:
+        return avic_fleet.audit_domains(domains, host)
+    except ValueError as exc:
+        raise AnsibleFilterError('vfio.avic.avic_audit_domains %s' % exc)
+    except avic_domain.HostFactsError as exc:
+        raise AnsibleFilterError('vfio.avic.avic_audit_domains: %s' % exc)
+
+
+def avic_fleet_report(hosts):
+    """The fleet report (rows, guests, totals) from a list of hostvars."""
+    try:
+        return avic_fleet.fleet_report(list(hosts or []))
+    except (ValueError, avic_domain.HostFactsError) as exc:
+        raise AnsibleFilterError('vfio.avic.avic_fleet_report: %s' % exc)
 
 
 def avic_host_summary(facts, host, domains=None):
@@ -59,6 +55,25 @@ def avic_fleet_totals(rows):
     return avic_report.fleet_totals(list(rows or []))
 
 
+def avic_fleet_merge(summary, domains=None, host_status=None, kernel_report=None, guest_report=None,
+                     runtime=None):
+    """Fold the roles' and the runtime sampler's results into a host row and its guests."""
+    if not isinstance(summary, dict) or 'host' not in summary:
+        raise AnsibleFilterError('vfio.avic.avic_fleet_merge expects a row of vfio.avic.avic_host_summary, '
+                                 'got %r' % (summary,))
+    for name, value in (('host_status', host_status), ('kernel_report', kernel_report)):
+        if value is not None and not isinstance(value, dict):
+            raise AnsibleFilterError('vfio.avic.avic_fleet_merge: %s must be a dict or omitted, got %r'
+                                     % (name, value))
+    for name, value in (('domains', domains), ('guest_report', guest_report), ('runtime', runtime)):
+        if value is not None and not isinstance(value, list):
+            raise AnsibleFilterError('vfio.avic.avic_fleet_merge: %s must be a list or omitted, got %r'
+                                     % (name, value))
+    row, guests = avic_fleet.merge_host(summary, domains, host_status, kernel_report, guest_report,
+                                        runtime)
+    return {'row': row, 'guests': guests}
+
+
 class FilterModule(object):
     """AVIC report filters."""
 
@@ -70,4 +85,6 @@ class FilterModule(object):
             'avic_fleet_table': avic_fleet_table,
             'avic_fleet_totals': avic_fleet_totals,
             'avic_fleet_markdown': avic_fleet_markdown,
+            'avic_fleet_merge': avic_fleet_merge,
+            'avic_fleet_report': avic_fleet_report,
         }

@@ -67,6 +67,10 @@ def host_report_lines(summary, facts, domains=None):
         '  kernel   %s' % (summary['kernel'] or 'unknown'),
         '  kvm      %s' % _kvm_line(facts),
     ]
+    lines.extend('  reason   %s' % reason for reason in summary.get('reasons') or [])
+    if summary.get('kernel_target'):
+        lines.append('  target   kernel %s%s' % (summary['kernel_target'],
+                                                  ' (pinned)' if summary.get('kernel_pinned') else ''))
     for item in facts.get('findings') or []:
         lines.append('  [%s] %s: %s' % (_MARK.get(item['severity'], item['severity']),
                                         item['id'], item['message']))
@@ -76,7 +80,11 @@ def host_report_lines(summary, facts, domains=None):
         lines.append('  guests: not listed (%s)' % ' '.join(summary['domains_error'].split()))
     for dom in domains or []:
         state = 'running' if dom['active'] else 'shut off'
-        lines.append('  guest %s (%s): %s' % (dom['name'], state, dom['verdict']))
+        lines.append('  guest %s (%s): %s' % (dom['name'], state, dom['verdict'].replace('_', ' ')))
+        if dom.get('fixed'):
+            lines.append('      fixed: %s' % ', '.join(dom['fixed']))
+        if dom.get('runtime'):
+            lines.append('      runtime: %s' % _runtime_guest_cell(dom['runtime']))
         if dom.get('error'):
             lines.append('      %s' % dom['error'])
         for item in dom['findings']:
@@ -102,12 +110,28 @@ def _kvm_line(facts):
 
 
 COLUMNS = (('host', 'host'), ('generation', 'cpu'), ('kernel', 'kernel'), ('status', 'avic'),
-           ('pending', 'pending'), ('guests', 'guests ready/inhibited/total'), ('inhibits', 'inhibits'))
+           ('pending', 'pending'), ('guests', 'guests ready/restart/inhibited/total'),
+           ('inhibits', 'inhibits'))
+RUNTIME_COLUMN = ('runtime', 'runtime')
+_RUNTIME_WORDS = (('avic_active', 'active'), ('avic_inhibited', 'inhibited'), ('no_data', 'no data'))
+
+
+def _guests_cell(row):
+    return '%d/%d/%d/%d' % (row['guests_ready'], row.get('guests_restart', 0),
+                            row['guests_inhibited'], row['guests_total'])
+
+
+def _runtime_cell(value):
+    if not value:
+        return '-'
+    return ', '.join('%d %s' % (value[key], word) for key, word in _RUNTIME_WORDS if value.get(key))
 
 
 def _cell(row, key):
     if key == 'guests':
-        return '%d/%d/%d' % (row['guests_ready'], row['guests_inhibited'], row['guests_total'])
+        return _guests_cell(row)
+    if key == 'runtime':
+        return _runtime_cell(row.get('runtime'))
     value = row.get(key)
     if key == 'generation' and not value:
         value = row.get('vendor') or '-'
@@ -116,30 +140,48 @@ def _cell(row, key):
     return str(value) if value not in (None, '') else '-'
 
 
+def _columns(rows):
+    if any('runtime' in r for r in rows):
+        return COLUMNS + (RUNTIME_COLUMN,)
+    return COLUMNS
+
+
+def _totals_line(totals):
+    line = '%d hosts: %d active, %d inactive, %d unsupported, %d unknown' % (
+        totals['hosts'], totals['active'], totals['inactive'], totals['unsupported'], totals['unknown'])
+    line += ''.join(', %d %s' % (totals[k], k.replace('_', ' ')) for k in _EXTRA_STATES if totals[k])
+    line += '; guests %d ready, %d inhibited' % (totals['guests_ready'], totals['guests_inhibited'])
+    if totals['guests_restart']:
+        line += ', %d restart required' % totals['guests_restart']
+    return line
+
+
 def fleet_table(rows):
     """A fixed-width text table of host summaries, with a totals line."""
     rows = sorted(rows, key=lambda r: r['host'])
-    cells = [[title for _key, title in COLUMNS]]
-    cells.extend([[_cell(r, key) for key, _title in COLUMNS] for r in rows])
-    widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
+    columns = _columns(rows)
+    cells = [[title for _key, title in columns]]
+    cells.extend([[_cell(r, key) for key, _title in columns] for r in rows])
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
     out = ['  '.join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in cells]
     out.insert(1, '  '.join('-' * w for w in widths))
-    totals = fleet_totals(rows)
-    out.append('%d hosts: %d active, %d inactive, %d unsupported, %d unknown; guests %d ready, '
-               '%d inhibited' % (totals['hosts'], totals['active'], totals['inactive'],
-                                 totals['unsupported'], totals['unknown'], totals['guests_ready'],
-                                 totals['guests_inhibited']))
+    out.append(_totals_line(fleet_totals(rows)))
     return out
+
+
+_EXTRA_STATES = ('pending_reload', 'pending_reboot', 'failed')
 
 
 def fleet_totals(rows):
     """Counts over the fleet."""
     totals = {'hosts': len(rows), 'active': 0, 'inactive': 0, 'unsupported': 0, 'unknown': 0,
-              'guests_ready': 0, 'guests_inhibited': 0}
+              'guests_ready': 0, 'guests_inhibited': 0, 'guests_restart': 0}
+    totals.update((state, 0) for state in _EXTRA_STATES)
     for row in rows:
         totals[row['status'] if row['status'] in totals else 'unknown'] += 1
         totals['guests_ready'] += row['guests_ready']
         totals['guests_inhibited'] += row['guests_inhibited']
+        totals['guests_restart'] += row.get('guests_restart', 0)
     return totals
 
 
@@ -151,27 +193,39 @@ def fleet_markdown(rows, domains_by_host=None):
     """A Markdown report: the host table, then each host's guests with verdict and reasons."""
     rows = sorted(rows, key=lambda r: r['host'])
     domains_by_host = domains_by_host or {}
-    totals = fleet_totals(rows)
-    out = ['# AVIC fleet report', '',
-           '%d hosts: %d active, %d inactive, %d unsupported, %d unknown; guests %d ready, %d inhibited.'
-           % (totals['hosts'], totals['active'], totals['inactive'], totals['unsupported'],
-              totals['unknown'], totals['guests_ready'], totals['guests_inhibited']), '',
-           '## Hosts', '',
-           '| host | CPU | generation | kernel | AVIC | pending | guests ready/inhibited/total | inhibits |',
-           '|---|---|---|---|---|---|---|---|']
+    runtime = any('runtime' in r for r in rows)
+    out = ['# AVIC fleet report', '', _totals_line(fleet_totals(rows)) + '.', '', '## Hosts', '',
+           '| host | CPU | generation | kernel | AVIC | pending | guests ready/restart/inhibited/total '
+           '| inhibits |%s' % (' runtime |' if runtime else ''),
+           '|---|---|---|---|---|---|---|---|%s' % ('---|' if runtime else '')]
     for row in rows:
-        out.append('| %s |' % ' | '.join(_md(c) for c in (
-            row['host'], row['cpu'], row.get('generation') or '-', row.get('kernel') or '-',
-            row['status'], ', '.join(row['pending']) or '-',
-            '%d/%d/%d' % (row['guests_ready'], row['guests_inhibited'], row['guests_total']),
-            ', '.join(row['inhibits']) or '-')))
+        cells = [row['host'], row['cpu'], row.get('generation') or '-', row.get('kernel') or '-',
+                 row['status'], ', '.join(row['pending']) or '-', _guests_cell(row),
+                 ', '.join(row['inhibits']) or '-']
+        if runtime:
+            cells.append(_runtime_cell(row.get('runtime')))
+        out.append('| %s |' % ' | '.join(_md(c) for c in cells))
     guests = [(host, dom) for host in sorted(domains_by_host) for dom in domains_by_host[host] or []]
     if guests:
-        out += ['', '## Guests', '', '| host | guest | state | verdict | inhibited by | warnings |',
-                '|---|---|---|---|---|---|']
+        sampled = any(dom.get('runtime') for _host, dom in guests)
+        out += ['', '## Guests', '',
+                '| host | guest | state | verdict | inhibited by | warnings |%s'
+                % (' runtime |' if sampled else ''),
+                '|---|---|---|---|---|---|%s' % ('---|' if sampled else '')]
         for host, dom in guests:
-            out.append('| %s |' % ' | '.join(_md(c) for c in (
-                host, dom['name'], 'running' if dom.get('active') else 'shut off', dom['verdict'],
-                ', '.join(dom.get('inhibits') or []) or (dom.get('error') or '-'),
-                ', '.join(dom.get('warnings') or []) or '-')))
+            cells = [host, dom['name'], 'running' if dom.get('active') else 'shut off',
+                     dom['verdict'].replace('_', ' '),
+                     ', '.join(dom.get('inhibits') or []) or (dom.get('error') or '-'),
+                     ', '.join(dom.get('warnings') or []) or '-']
+            if sampled:
+                cells.append(_runtime_guest_cell(dom.get('runtime')))
+            out.append('| %s |' % ' | '.join(_md(c) for c in cells))
     return out
+
+
+def _runtime_guest_cell(sample):
+    if not sample:
+        return '-'
+    word = dict(_RUNTIME_WORDS).get(sample['verdict'], sample['verdict'])
+    reasons = ', '.join(sample.get('reasons') or [])
+    return '%s (%s)' % (word, reasons) if reasons else word

@@ -58,6 +58,6 @@ def test_fleet_markdown_lists_hosts_and_guests(tmp_path):
     rows = [avic_report.host_summary('z2', facts, domains)]
     text = '\n'.join(avic_report.fleet_markdown(rows, {'z2': domains}))
     assert text.startswith('# AVIC fleet report')
-    assert '| z2 | AMD EPYC 7702 64-Core Processor | Zen 2 | 6.1.0-26-amd64 | inactive | - | 0/1/2 | avic_disabled |' in text
+    assert '| z2 | AMD EPYC 7702 64-Core Processor | Zen 2 | 6.1.0-26-amd64 | inactive | - | 0/0/1/2 | avic_disabled |' in text
     assert '| z2 | win\\|10 | running | inhibited | hyperv_synic | - |' in text
     assert '| z2 | broken | shut off | unreadable | not well-formed | - |' in text

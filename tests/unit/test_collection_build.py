@@ -61,9 +61,11 @@ def test_installed_audit_playbook_runs_by_fqcn(installed):
     _tarball, _coll, env, base = installed
     report = base / 'out' / 'audit.json'
     out = _run(['ansible-playbook', '-i', 'localhost,', '-c', 'local',
-                '-e', 'ansible_python_interpreter=python3', '-e', 'avic_audit_report_path=%s' % report,
+                '-e', 'ansible_python_interpreter=python3', '-e', 'avic_report_dir=%s' % report.parent,
+                '-e', 'avic_audit_report_name=audit',
                 'vfio.avic.audit'], env, str(base))
     assert 'failed=0' in out
     data = json.loads(report.read_text())
     assert list(data['hosts']) == ['localhost'] and data['totals']['hosts'] == 1
+    assert data['hosts']['localhost']['summary']['host'] == 'localhost'
     assert (base / 'out' / 'audit.md').read_text().startswith('# AVIC fleet report')

@@ -18,7 +18,7 @@ def test_filter_names_are_registered():
         'domain_avic_issues', 'avic_verdict', 'avic_worst_severity'}
     assert set(report_filters.FilterModule().filters()) == {
         'avic_audit_domains', 'avic_host_summary', 'avic_host_report', 'avic_fleet_table',
-        'avic_fleet_totals', 'avic_fleet_markdown'}
+        'avic_fleet_totals', 'avic_fleet_markdown', 'avic_fleet_merge', 'avic_fleet_report'}
 
 
 def test_cpu_avic_support_contract(cpuinfo):

@@ -1,0 +1,201 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the vfio.avic collection
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Merge what the roles and the runtime sampler report into the fleet report (stdlib only).
+
+The audit builds a host row with avic_report.host_summary() and one avic_report.domain_result()
+per guest from the vfio_avic fact.  After a converge the roles know more than those facts, which
+were read before anything changed: the host role's ``avic_host_status``, the kernel role's
+``avic_kernel_report``, the guest role's ``avic_guest_report`` and the ``guests`` list of
+vfio.avic.avic_runtime.  merge_host() folds them into the same row and guest list, so one table,
+one JSON and one Markdown report serve audit.yml and site.yml alike.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import copy
+
+from ansible_collections.vfio.avic.plugins.module_utils import avic_domain, avic_report
+
+GUEST_STATES = ('ready', 'restart_required', 'inhibited', 'error')
+RUNTIME_VERDICTS = ('avic_active', 'avic_inhibited', 'no_data')
+
+
+def _ids(items):
+    out = []
+    for item in items or []:
+        ident = item.get('id') if isinstance(item, dict) else item
+        if ident and ident not in out:
+            out.append(str(ident))
+    return out
+
+
+def _guest_from_role(entry, previous=None):
+    """A domain_result-shaped dict from one avic_guest_report entry."""
+    previous = previous or {}
+    state = entry.get('state') or 'error'
+    after = _ids(entry.get('findings_after'))
+    reasons = [str(r) for r in entry.get('reasons') or []]
+    result = {
+        'name': entry.get('name'),
+        'active': bool(entry.get('active', previous.get('active', False))),
+        'verdict': state if state in GUEST_STATES else 'error',
+        'inhibits': after if state == 'inhibited' else [i for i in after if i in previous.get('inhibits', [])],
+        'warnings': [i for i in after if i in previous.get('warnings', [])],
+        'findings': previous.get('findings', []),
+        'fixed': [i for i in _ids(entry.get('findings_before')) if i not in after],
+        'changed': bool(entry.get('changed')),
+        'backup': entry.get('backup'),
+        'reasons': reasons,
+        'error': previous.get('error') or ('; '.join(reasons) if state == 'error' else None),
+    }
+    return result
+
+
+def merge_guests(domains, guest_report=None, runtime=None):
+    """Audited domains updated by the guest role's report, then annotated with runtime verdicts."""
+    merged = [copy.deepcopy(d) for d in domains or []]
+    by_name = dict((d['name'], i) for i, d in enumerate(merged))
+    for entry in guest_report or []:
+        if not isinstance(entry, dict) or not entry.get('name'):
+            continue
+        index = by_name.get(entry['name'])
+        item = _guest_from_role(entry, merged[index] if index is not None else None)
+        if index is None:
+            by_name[item['name']] = len(merged)
+            merged.append(item)
+        else:
+            merged[index] = item
+    for sample in runtime or []:
+        if not isinstance(sample, dict) or not sample.get('name'):
+            continue
+        verdict = sample.get('verdict') if sample.get('verdict') in RUNTIME_VERDICTS else 'no_data'
+        runtime_entry = {'verdict': verdict, 'reasons': list(sample.get('reasons') or []),
+                         'findings': list(sample.get('findings') or [])}
+        index = by_name.get(sample['name'])
+        if index is None:
+            by_name[sample['name']] = len(merged)
+            merged.append({'name': sample['name'], 'active': True, 'verdict': 'unaudited',
+                           'inhibits': [], 'warnings': [], 'findings': [], 'error': None,
+                           'runtime': runtime_entry})
+        else:
+            merged[index]['runtime'] = runtime_entry
+    return merged
+
+
+def _count(domains, verdict):
+    return len([d for d in domains if d.get('verdict') == verdict])
+
+
+def merge_host(summary, domains=None, host_status=None, kernel_report=None, guest_report=None,
+               runtime=None):
+    """Return (row, guests): the host summary and guest list with the roles' results folded in."""
+    row = copy.deepcopy(summary)
+    guests = merge_guests(domains, guest_report, runtime)
+    pending = list(row.get('pending') or [])
+
+    if isinstance(host_status, dict) and host_status.get('state'):
+        row['audit_status'] = row.get('status')
+        row['status'] = str(host_status['state'])
+        row['reasons'] = [str(r) for r in host_status.get('reasons') or []]
+        if row['status'] == 'pending_reload' and 'reload' not in pending:
+            pending.append('reload')
+        if row['status'] == 'pending_reboot' and 'reboot' not in pending:
+            pending.append('reboot')
+        if row['status'] in ('active', 'unsupported'):
+            # the facts' "configured differs from running" was read before the role acted
+            pending = [p for p in pending if p in ('reload', 'reboot', 'kernel')]
+
+    if isinstance(kernel_report, dict) and kernel_report:
+        row['kernel_target'] = kernel_report.get('target')
+        row['kernel_pinned'] = bool(kernel_report.get('pinned'))
+        if kernel_report.get('reboot_pending') and 'kernel' not in pending:
+            pending.append('kernel')
+
+    row['pending'] = sorted(pending)
+    row['guests_total'] = len([g for g in guests if g.get('verdict') != 'unaudited'])
+    row['guests_ready'] = _count(guests, 'ready')
+    row['guests_restart'] = _count(guests, 'restart_required')
+    row['guests_inhibited'] = _count(guests, 'inhibited')
+    sampled = [g['runtime']['verdict'] for g in guests if g.get('runtime')]
+    if runtime is not None:
+        row['runtime'] = dict((v, sampled.count(v)) for v in RUNTIME_VERDICTS if sampled.count(v))
+    return row, guests
+
+
+def audit_domains(domains, facts):
+    """Audit avic_facts' ``domains`` list against the host; unreadable XML becomes an error entry.
+
+    Raises avic_domain.HostFactsError when ``facts`` is not a usable host description.
+    """
+    results = []
+    for dom in domains or []:
+        if not isinstance(dom, dict) or 'name' not in dom:
+            raise ValueError('expected the domains list of vfio.avic.avic_facts (dicts with name and '
+                             'xml), got %r' % (dom,))
+        if dom.get('xml') is None:
+            results.append(avic_report.domain_result(dom['name'], [], dom.get('active'),
+                                                     dom.get('error') or 'no XML'))
+            continue
+        try:
+            findings = avic_domain.audit_domain(dom['xml'], facts, dom['name'])
+        except avic_domain.DomainXMLError as exc:
+            results.append(avic_report.domain_result(dom['name'], [], dom.get('active'), str(exc)))
+            continue
+        results.append(avic_report.domain_result(dom['name'], findings, dom.get('active')))
+    return results
+
+
+def _unknown_row(host, reason):
+    row = avic_report.host_summary(host, {})
+    row['reasons'] = [reason]
+    return row
+
+
+def fleet_report(hosts):
+    """The whole fleet report from each host's variables (a list of hostvars mappings).
+
+    Each mapping needs ``inventory_hostname`` and, to say anything, the ``vfio_avic`` fact; the
+    roles' ``avic_host_status``, ``avic_kernel_report``, ``avic_guest_report`` and the sampled
+    ``avic_runtime_guests`` are folded in where present.  Returns ``rows`` (sorted by host),
+    ``guests`` ({host: [guest]}), ``records`` ({host: {summary, guests, facts}}, the JSON report's
+    body; facts without the domain XML) and ``totals``.
+    """
+    rows, guests, records = [], {}, {}
+    for hv in hosts or []:
+        name = str(hv.get('inventory_hostname'))
+        facts = hv.get('vfio_avic')
+        status = hv.get('avic_host_status')
+        if not isinstance(facts, dict):
+            row = _unknown_row(name, 'no AVIC facts: the host was unreachable or failed before '
+                                     'vfio.avic.avic_facts ran')
+            if isinstance(status, dict) and status.get('state'):
+                row, _none = merge_host(row, [], status)
+            rows.append(row)
+            guests[name] = []
+            records[name] = {'summary': row, 'guests': [], 'facts': None}
+            continue
+        domains = audit_domains(facts.get('domains'), facts)
+        summary = avic_report.host_summary(name, facts, domains)
+        row, merged = merge_host(summary, domains, _dict(status), _dict(hv.get('avic_kernel_report')),
+                                 _list(hv.get('avic_guest_report')), _list(hv.get('avic_runtime_guests'),
+                                                                          none=True))
+        rows.append(row)
+        guests[name] = merged
+        records[name] = {'summary': row, 'guests': merged,
+                         'facts': dict((k, v) for k, v in facts.items() if k != 'domains')}
+    rows.sort(key=lambda r: r['host'])
+    return {'rows': rows, 'guests': guests, 'records': records,
+            'totals': avic_report.fleet_totals(rows)}
+
+
+def _dict(value):
+    return value if isinstance(value, dict) else None
+
+
+def _list(value, none=False):
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return None if none else []
