@@ -67,6 +67,33 @@ class Reader(object):
         return None
 
 
+OS_FAMILIES = (
+    ('Debian', ('debian', 'ubuntu', 'linuxmint', 'pop', 'raspbian', 'devuan', 'proxmox')),
+    ('RedHat', ('fedora', 'rhel', 'centos', 'rocky', 'almalinux', 'ol', 'nobara')),
+    ('Archlinux', ('arch', 'manjaro', 'endeavouros', 'cachyos')),
+    ('Suse', ('opensuse', 'opensuse-leap', 'opensuse-tumbleweed', 'sles', 'suse')),
+)
+
+
+def _os_release(reader):
+    """ID, ID_LIKE, VERSION_ID of /etc/os-release, the Ansible-style family, and Proxmox VE."""
+    values = {}
+    for line in (reader.text('/etc/os-release') or reader.text('/usr/lib/os-release') or '').splitlines():
+        key, sep, value = line.partition('=')
+        if sep:
+            values[key.strip()] = value.strip().strip('"\'')
+    ident = values.get('ID', '').lower()
+    like = values.get('ID_LIKE', '').lower().split()
+    family = None
+    for name, ids in OS_FAMILIES:
+        if ident in ids or any(i in ids for i in like):
+            family = name
+            break
+    return {'id': ident or None, 'id_like': like, 'version_id': values.get('VERSION_ID'),
+            'codename': values.get('VERSION_CODENAME'), 'family': family,
+            'proxmox': bool(reader.which('pveversion') or reader.exists('/etc/pve/.version'))}
+
+
 def _kernel(reader):
     release = (reader.text('/proc/sys/kernel/osrelease') or '').strip()
     if not release and reader.root == '/':
@@ -158,7 +185,10 @@ def _initramfs(reader):
     for name in reader.listdir('/etc/mkinitcpio.conf.d'):
         texts.append(reader.text('/etc/mkinitcpio.conf.d/' + name, ''))
     listed = any(re.search(r'(?m)^[^#\n]*\bkvm[-_]amd\b', t or '') for t in texts)
-    return {'tool': tool, 'kvm_amd_listed': listed}
+    command = {'initramfs-tools': 'update-initramfs', 'mkinitcpio': 'mkinitcpio',
+               'dracut': 'dracut'}.get(tool)
+    return {'tool': tool, 'kvm_amd_listed': listed,
+            'command': reader.which(command) if command else None}
 
 
 def _guest_name(argv):
@@ -271,6 +301,7 @@ def gather(root='/', run=None, dmesg=True, guests=True, domains=False,
         'schema': FACTS_SCHEMA,
         'root': reader.root,
         'cpu': cpu,
+        'os': _os_release(reader),
         'kernel': release,
         'kernel_upstream': upstream,
         'kernel_version': version,

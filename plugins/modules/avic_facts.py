@@ -110,6 +110,14 @@ ansible_facts:
           type: dict
           sample: {vendor: amd, family: 25, model: 17, microarchitecture: zen4, svm: true,
                    npt: true, avic: true, x2avic: true, status: supported}
+        os:
+          description: >-
+            C(/etc/os-release) C(id), C(id_like), C(version_id), C(codename), the distribution
+            C(family) as Ansible names it (C(Debian), C(RedHat), C(Archlinux), C(Suse) or null), and
+            C(proxmox) (Proxmox VE tools present).
+          type: dict
+          sample: {id: debian, id_like: [], version_id: '12', codename: bookworm, family: Debian,
+                   proxmox: false}
         kernel:
           description: Running kernel release.
           type: str

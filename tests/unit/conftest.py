@@ -69,3 +69,39 @@ def write_host_tree(root, cpuinfo_name=None, kernel='6.1.0-26-amd64', params=Non
 @pytest.fixture
 def host_tree(tmp_path):
     return lambda **kw: write_host_tree(tmp_path, **kw)
+
+
+def run_ansible_module(module, args, *flags):
+    """Run a module of the collection with `ansible localhost -o`: (status, result dict)."""
+    import json
+    import subprocess
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_NOCOLOR='1',
+               ANSIBLE_CONFIG=os.path.join(REPO, 'ansible.cfg'))
+    proc = subprocess.run(
+        ['ansible', 'localhost', '-i', 'localhost,', '-c', 'local', '-o',
+         '-e', 'ansible_python_interpreter=python3', '-m', module, '-a', args] + list(flags),
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+        check=False)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('localhost |')]
+    assert lines, 'no result from %s: %s %s' % (module, proc.stdout, proc.stderr)
+    status, _sep, payload = lines[0].partition(' => ')
+    return status, json.loads(payload)
+
+
+def run_module_direct(module, args, check_mode=False, diff=False):
+    """Run plugins/modules/<module>.py as a script with an args file: the full result dict,
+    including ``diff``, which ad-hoc ansible output leaves out."""
+    import json
+    import subprocess
+    import tempfile
+    payload = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff)
+    with tempfile.NamedTemporaryFile('w', suffix='.json', delete=False) as handle:
+        json.dump({'ANSIBLE_MODULE_ARGS': payload}, handle)
+    try:
+        proc = subprocess.run(
+            [sys.executable, '-m', 'ansible_collections.vfio.avic.plugins.modules.%s' % module,
+             handle.name], cwd=REPO, env=dict(os.environ, PYTHONPATH=COLLECTIONS),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, check=False)
+    finally:
+        os.unlink(handle.name)
+    return json.loads(proc.stdout)

@@ -7,6 +7,8 @@ import json
 
 from ansible_collections.vfio.avic.plugins.module_utils import avic_gather
 
+from conftest import write_host_tree
+
 QEMU_ARGV = ['/usr/bin/qemu-system-x86_64', '-name', 'guest=win10,debug-threads=on', '-S',
              '-machine', 'pc-q35-7.2,usb=off,dump-guest-core=off', '-accel', 'kvm', '-m', '8192']
 
@@ -40,7 +42,8 @@ def test_zen2_host_with_avic_off_and_new_options_pending(host_tree):
     assert facts['status'] == 'inactive'
     assert facts['boot_loader']['kind'] == 'grub'
     assert set(facts['boot_loader']['tools']) == {'update-grub'}
-    assert facts['initramfs'] == {'tool': 'initramfs-tools', 'kvm_amd_listed': False}
+    assert facts['initramfs'] == {'tool': 'initramfs-tools', 'kvm_amd_listed': False,
+                                  'command': '/usr/sbin/update-initramfs'}
     assert facts['dmesg'] is None and facts['container'] is None
     json.dumps(facts)
 
@@ -118,3 +121,25 @@ def test_dmesg_through_the_runner():
     assert facts['dmesg']['avic_enabled'] is True and facts['dmesg']['x2avic_enabled'] is True
     assert facts['dmesg']['iommu_vapic'] is False
     assert facts['guests'] is None
+
+
+def test_os_release_family_and_proxmox(tmp_path):
+    cases = [('ID=debian\nVERSION_ID="12"\nVERSION_CODENAME=bookworm\n', 'Debian'),
+             ('ID=ubuntu\nID_LIKE=debian\n', 'Debian'),
+             ('ID="rocky"\nID_LIKE="rhel centos fedora"\n', 'RedHat'),
+             ('ID=arch\n', 'Archlinux'),
+             ('ID="opensuse-tumbleweed"\nID_LIKE="opensuse suse"\n', 'Suse'),
+             ('ID=gentoo\n', None)]
+    for index, (text, family) in enumerate(cases):
+        root = tmp_path / str(index)
+        root.mkdir()
+        facts = avic_gather.gather(root=write_host_tree(root, files={'/etc/os-release': text}))
+        assert facts['os']['family'] == family, text
+    assert facts['os']['id'] == 'gentoo' and facts['os']['proxmox'] is False
+    pve = tmp_path / 'pve'
+    pve.mkdir()
+    facts = avic_gather.gather(root=write_host_tree(pve, files={
+        '/etc/os-release': 'ID=debian\nVERSION_ID="12"\nVERSION_CODENAME=bookworm\n',
+        '/usr/bin/pveversion': '#!/bin/sh\n'}))
+    assert facts['os'] == {'id': 'debian', 'id_like': [], 'version_id': '12', 'codename': 'bookworm',
+                           'family': 'Debian', 'proxmox': True}

@@ -19,6 +19,9 @@ def test_filter_names_are_registered():
     assert set(report_filters.FilterModule().filters()) == {
         'avic_audit_domains', 'avic_host_summary', 'avic_host_report', 'avic_fleet_table',
         'avic_fleet_totals', 'avic_fleet_markdown', 'avic_fleet_merge', 'avic_fleet_report'}
+    from ansible_collections.vfio.avic.plugins.filter import avic_host as host_filters
+    assert set(host_filters.FilterModule().filters()) == {
+        'avic_host_preflight', 'avic_host_cmdline_args', 'avic_host_state'}
 
 
 def test_cpu_avic_support_contract(cpuinfo):

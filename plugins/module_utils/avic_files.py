@@ -1,0 +1,79 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the vfio.avic collection
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Small, safe text-file edits for the vfio.avic modules (stdlib only).
+
+Every write goes through HostFiles.write(): nothing happens in check mode, the old file is
+backed up first (module.backup_local), the new one is written to a temporary file in the same
+directory and moved into place (module.atomic_move keeps owner, mode and SELinux context), and
+each change is recorded with a before/after diff for --diff.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import tempfile
+
+
+class HostFiles(object):
+    """Text files of a host mounted at ``root`` ('/' for the host itself)."""
+
+    def __init__(self, module, root='/'):
+        self.module = module
+        self.root = os.path.abspath(root or '/')
+        self.backups = []
+
+    def real(self, path):
+        """The path on this machine for the host path ``path``."""
+        return os.path.join(self.root, path.lstrip('/')) if self.root != '/' else path
+
+    def read(self, path):
+        """Text of ``path`` or None when it does not exist."""
+        try:
+            with open(self.real(path), 'rb') as handle:
+                return handle.read().decode('utf-8', 'replace')
+        except (IOError, OSError):
+            return None
+
+    def exists(self, path):
+        return os.path.exists(self.real(path))
+
+    def listdir(self, directory):
+        """Names of the regular files in ``directory`` (empty when it does not exist)."""
+        real = self.real(directory)
+        try:
+            return sorted(n for n in os.listdir(real) if os.path.isfile(os.path.join(real, n)))
+        except (IOError, OSError):
+            return []
+
+    def write(self, path, content, changes, mode=0o644):
+        """Make ``path`` hold ``content``; record the change in ``changes``. True when it differs."""
+        before = self.read(path)
+        if before == content:
+            return False
+        changes.append({'path': path, 'diff': {
+            'before': before or '', 'after': content,
+            'before_header': path if before is not None else '%s (absent)' % path,
+            'after_header': path}})
+        if self.module.check_mode:
+            return True
+        real = self.real(path)
+        directory = os.path.dirname(real)
+        if not os.path.isdir(directory):
+            self.module.fail_json(msg='%s does not exist on the host: cannot write %s' % (
+                os.path.dirname(path), path))
+        if before is not None and self.module.params.get('backup', True):
+            self.backups.append(self.module.backup_local(real))
+        fd, tmp = tempfile.mkstemp(prefix='.vfio-avic-', dir=directory)
+        try:
+            with os.fdopen(fd, 'wb') as handle:
+                handle.write(content.encode('utf-8'))
+            if before is None:
+                os.chmod(tmp, mode)
+            self.module.atomic_move(tmp, real, unsafe_writes=False)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return True

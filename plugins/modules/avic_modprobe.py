@@ -1,0 +1,188 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the vfio.avic collection
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: avic_modprobe
+short_description: Manage the kvm_amd options file for AVIC and report conflicting modprobe.d settings
+version_added: 0.1.0
+description:
+  - Writes one managed file under C(/etc/modprobe.d/) with C(options kvm_amd avic=1 npt=1 nested=0)
+    and, when asked, C(force_avic=1) and extra options, with a header saying who manages it.
+  - Reads every modprobe.d directory in kmod's order and reports the other files that set a
+    C(kvm_amd) option to another value, or blacklist C(kvm_amd), and whether they win.
+  - With O(comment_conflicts=true) comments those option lines out, after a backup of each file.
+  - Only files change; loading the options is the job of a module reload or a reboot.
+author:
+  - vfio.avic maintainers (@vfio-avic)
+options:
+  path:
+    description:
+      - The managed file.
+    type: path
+    default: /etc/modprobe.d/vfio-avic-kvm_amd.conf
+  force_avic:
+    description:
+      - Add C(force_avic=1) (AVIC on CPUs that hide it in CPUID; unsupported, taints the kernel).
+    type: bool
+    default: false
+  nested:
+    description:
+      - Set C(nested=1) instead of C(nested=0).
+    type: bool
+    default: false
+  extra_options:
+    description:
+      - More C(kvm_amd) parameters, name to value; they replace the defaults of the same name.
+    type: dict
+    default: {}
+  comment_conflicts:
+    description:
+      - Comment out conflicting C(kvm_amd) option lines in other files (each file is backed up).
+    type: bool
+    default: false
+  backup:
+    description:
+      - Back up a file before changing it (the backup name is returned).
+    type: bool
+    default: true
+  root:
+    description:
+      - Directory the host's file system is mounted below (tests, images); C(/) for the host itself.
+    type: path
+    default: /
+attributes:
+  check_mode:
+    support: full
+    description: Reports what would change and the diff; writes nothing.
+  diff_mode:
+    support: full
+    description: Shows the managed file and each commented-out file before and after.
+notes:
+  - Supports check mode and diff mode.
+seealso:
+  - module: vfio.avic.avic_facts
+  - module: vfio.avic.avic_cmdline
+'''
+
+EXAMPLES = r'''
+- name: kvm_amd with AVIC, nested off
+  vfio.avic.avic_modprobe:
+
+- name: AVIC forced on a Ryzen that hides it, and the old kvm.conf settings commented out
+  vfio.avic.avic_modprobe:
+    force_avic: true
+    comment_conflicts: true
+'''
+
+RETURN = r'''
+path:
+  description: The managed file.
+  returned: always
+  type: str
+options:
+  description: The options written, name to value.
+  returned: always
+  type: dict
+  sample: {avic: '1', npt: '1', nested: '0'}
+conflicts:
+  description: Other modprobe.d settings that differ from the managed file (after any commenting out).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    path: {description: The file, type: str, returned: always}
+    option: {description: The option, or null for a blacklist line, type: str, returned: always}
+    value: {description: Its value there, type: str, returned: always}
+    wins: {description: Whether it overrides the managed file, type: bool, returned: always}
+    message: {description: One line for the report, type: str, returned: always}
+commented:
+  description: Files whose conflicting lines were commented out (or would be, in check mode).
+  returned: always
+  type: list
+  elements: str
+backups:
+  description: Backup files made before changing a file.
+  returned: always
+  type: list
+  elements: str
+'''
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.vfio.avic.plugins.module_utils import avic_host, avic_hostplan
+from ansible_collections.vfio.avic.plugins.module_utils.avic_files import HostFiles
+
+
+def run(module):
+    params = module.params
+    files = HostFiles(module, params['root'])
+    if not params['path'].startswith('/etc/modprobe.d/') and not params['path'].startswith('/run/'):
+        module.fail_json(msg='path must be a file under /etc/modprobe.d/ (got %s): kmod reads no '
+                             'other directory an administrator should write' % params['path'])
+    if not params['path'].endswith('.conf'):
+        module.fail_json(msg='path must end in .conf (got %s): kmod ignores other names' % params['path'])
+    try:
+        options = avic_hostplan.wanted_options(params['force_avic'], params['nested'],
+                                               params['extra_options'])
+    except avic_hostplan.PlanError as exc:
+        module.fail_json(msg=str(exc))
+
+    changes = []
+    files.write(params['path'], avic_hostplan.modprobe_text(options), changes)
+
+    def ordered():
+        by_dir = dict((d, files.listdir(d)) for d in avic_host.MODPROBE_DIRS)
+        if params['path'].startswith('/etc/modprobe.d/'):
+            name = os.path.basename(params['path'])
+            if name not in by_dir['/etc/modprobe.d']:
+                by_dir['/etc/modprobe.d'] = by_dir['/etc/modprobe.d'] + [name]
+        return [(p, files.read(p) or '') for p in avic_host.modprobe_file_order(by_dir)]
+
+    found = avic_hostplan.conflicts(ordered(), params['path'], options)
+    commented = []
+    if params['comment_conflicts']:
+        keys = set(c['option'] for c in found if c['option'])
+        for path in sorted(set(c['path'] for c in found if c['option'])):
+            if not path.startswith('/etc/'):
+                continue
+            new = avic_hostplan.comment_conflicts(files.read(path) or '', keys)
+            if files.write(path, new, changes):
+                commented.append(path)
+        if commented and not module.check_mode:
+            found = avic_hostplan.conflicts(ordered(), params['path'], options)
+        elif commented:
+            found = [c for c in found if c['path'] not in commented or not c['option']]
+    result = dict(changed=bool(changes), path=params['path'], options=dict(options),
+                  conflicts=found, commented=commented, backups=files.backups)
+    if module._diff:
+        result['diff'] = [c['diff'] for c in changes]
+    return result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type='path', default='/etc/modprobe.d/vfio-avic-kvm_amd.conf'),
+            force_avic=dict(type='bool', default=False),
+            nested=dict(type='bool', default=False),
+            extra_options=dict(type='dict', default={}),
+            comment_conflicts=dict(type='bool', default=False),
+            backup=dict(type='bool', default=True),
+            root=dict(type='path', default='/'),
+        ),
+        supports_check_mode=True,
+    )
+    module.exit_json(**run(module))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,114 @@
+# -*- coding: utf-8 -*-
+"""avic_modprobe and avic_cmdline run the way Ansible runs them, on host trees under tmp_path."""
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+
+from conftest import run_ansible_module, run_module_direct
+
+MANAGED = '/etc/modprobe.d/vfio-avic-kvm_amd.conf'
+
+
+def tree(tmp_path, files):
+    for rel, text in files.items():
+        path = tmp_path / rel.lstrip('/')
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    (tmp_path / 'etc' / 'modprobe.d').mkdir(parents=True, exist_ok=True)
+    return tmp_path
+
+
+def modprobe(root, *flags, **args):
+    args['root'] = str(root)
+    return run_ansible_module('vfio.avic.avic_modprobe', json.dumps(args), *flags)
+
+
+def cmdline(root, *flags, **args):
+    args['root'] = str(root)
+    return run_ansible_module('vfio.avic.avic_cmdline', json.dumps(args), *flags)
+
+
+def test_modprobe_writes_the_managed_file_once(tmp_path):
+    root = tree(tmp_path, {})
+    status, result = modprobe(root)
+    assert 'CHANGED' in status and result['options'] == {'avic': '1', 'npt': '1', 'nested': '0'}
+    text = (root / MANAGED.lstrip('/')).read_text()
+    assert text.startswith('# Managed by Ansible') and text.endswith('options kvm_amd avic=1 npt=1 nested=0\n')
+    assert oct((root / MANAGED.lstrip('/')).stat().st_mode & 0o777) == '0o644'
+    status, result = modprobe(root)
+    assert 'SUCCESS' in status and result['changed'] is False and result['backups'] == []
+
+
+def test_modprobe_check_mode_and_diff_change_nothing(tmp_path):
+    root = tree(tmp_path, {'/etc/modprobe.d/kvm.conf': 'options kvm_amd nested=1\n'})
+    result = run_module_direct('avic_modprobe', dict(root=str(root), force_avic=True, comment_conflicts=True),
+                               check_mode=True, diff=True)
+    assert result['changed'] is True
+    assert not (root / MANAGED.lstrip('/')).exists()
+    assert (root / 'etc/modprobe.d/kvm.conf').read_text() == 'options kvm_amd nested=1\n'
+    assert result['commented'] == ['/etc/modprobe.d/kvm.conf']
+    assert [d['after_header'] for d in result['diff']] == [MANAGED, '/etc/modprobe.d/kvm.conf']
+    assert 'force_avic=1' in result['diff'][0]['after']
+
+
+def test_modprobe_reports_conflicts_and_comments_them_out_with_a_backup(tmp_path):
+    root = tree(tmp_path, {'/etc/modprobe.d/kvm.conf': 'options kvm_amd nested=1 sev=1\n',
+                           '/etc/modprobe.d/zz.conf': 'options kvm-amd avic=0\n'})
+    _status, result = modprobe(root)
+    assert sorted((c['path'], c['option'], c['wins']) for c in result['conflicts']) == [
+        ('/etc/modprobe.d/kvm.conf', 'nested', False), ('/etc/modprobe.d/zz.conf', 'avic', True)]
+    assert (root / 'etc/modprobe.d/zz.conf').read_text() == 'options kvm-amd avic=0\n', 'reported, not touched'
+    status, result = modprobe(root, comment_conflicts=True)
+    assert 'CHANGED' in status and result['conflicts'] == []
+    assert (root / 'etc/modprobe.d/kvm.conf').read_text() == (
+        '# options kvm_amd nested=1 sev=1  # disabled by vfio.avic.host\noptions kvm_amd sev=1\n')
+    assert len(result['backups']) == 2
+    assert all(open(b).read().startswith('options kvm') for b in result['backups'])
+
+
+def test_modprobe_bad_input_changes_nothing(tmp_path):
+    root = tree(tmp_path, {})
+    status, result = modprobe(root, extra_options={'bad name': 1})
+    assert 'FAILED' in status and 'avic_host_extra_options' in result['msg']
+    status, result = modprobe(root, path='/etc/kvm.conf')
+    assert 'FAILED' in status and '/etc/modprobe.d/' in result['msg']
+    assert list((root / 'etc/modprobe.d').iterdir()) == []
+
+
+GRUB = 'GRUB_DEFAULT=0\nGRUB_CMDLINE_LINUX_DEFAULT="quiet amd_iommu=off"\nGRUB_CMDLINE_LINUX=""\n'
+
+
+def test_cmdline_edits_grub_keeping_other_arguments(tmp_path):
+    root = tree(tmp_path, {'/etc/default/grub': GRUB})
+    result = run_module_direct('avic_cmdline', dict(root=str(root), args=['amd_iommu=on', 'iommu=pt']),
+                               diff=True)
+    assert result['changed'] and result['target'] == 'grub' and result['refresh'] == 'grub-mkconfig'
+    assert result['before'] == 'quiet amd_iommu=off' and result['after'] == 'quiet amd_iommu=on iommu=pt'
+    assert (root / 'etc/default/grub').read_text() == GRUB.replace('quiet amd_iommu=off',
+                                                                   'quiet amd_iommu=on iommu=pt')
+    assert open(result['backups'][0]).read() == GRUB
+    assert 'iommu=pt' in result['diff']['after']
+    status, result = cmdline(root, args=['amd_iommu=on', 'iommu=pt'])
+    assert 'SUCCESS' in status and result['changed'] is False
+
+
+def test_cmdline_kernel_cmdline_for_proxmox_and_check_mode(tmp_path):
+    root = tree(tmp_path, {'/etc/kernel/cmdline': 'root=ZFS=rpool/ROOT/pve-1 boot=zfs\n',
+                           '/etc/kernel/proxmox-boot-uuids': 'ABCD-1234\n'})
+    status, result = cmdline(root, '--check', args=['amd_iommu=on', 'iommu=pt'],
+                             remove=['amd_iommu_intr'])
+    assert 'CHANGED' in status and result['refresh'] == 'proxmox-boot-tool'
+    assert result['after'] == 'root=ZFS=rpool/ROOT/pve-1 boot=zfs amd_iommu=on iommu=pt'
+    assert (root / 'etc/kernel/cmdline').read_text() == 'root=ZFS=rpool/ROOT/pve-1 boot=zfs\n'
+
+
+def test_cmdline_without_a_boot_loader_reports_and_rejects_bad_args(tmp_path):
+    root = tree(tmp_path, {})
+    status, result = cmdline(root, args=['iommu=pt'])
+    assert 'SUCCESS' in status and result['target'] == 'none' and 'not changed' in result['msg']
+    status, result = cmdline(root, args=['quiet splash'])
+    assert 'FAILED' in status and 'single kernel argument' in result['msg'] and 'args' in result['msg']
+    status, result = cmdline(root, target='grub', args=['iommu=pt'])
+    assert 'FAILED' in status and '/etc/default/grub does not exist' in result['msg']
