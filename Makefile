@@ -2,7 +2,7 @@
 #   make audit        this machine's AVIC report (installs the Python tools in .venv first)
 #   sudo make deps    the test lab's system packages, podman set-up and images (Debian, root)
 #   make test         every test: unit, lint, sanity, molecule labs
-#   make test-quick   unit, lint and sanity only
+#   make test-quick   unit, lint and sanity only (no root needed)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -12,7 +12,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.build/collections
 export PATH := $(BIN):$(PATH)
 SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 
-.PHONY: audit venv collection deps test test-quick unit lint sanity molecule build docs clean
+.PHONY: audit venv collection deps test test-quick unit integration lint sanity molecule build docs clean
 
 audit: venv collection
 	ansible-playbook playbooks/audit.yml $(ARGS)
@@ -31,12 +31,16 @@ collection:
 deps:
 	bash tests/lab/setup-host.sh --libvirt
 
-test: test-quick molecule
+test: test-quick integration molecule
 
 test-quick: unit lint sanity
 
 unit: venv collection
 	$(BIN)/python -m pytest -q tests/unit
+
+# root only: the real tracefs of this machine (skipped where the kernel has no KVM tracepoints)
+integration: venv collection
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/integration
 
 lint: venv collection
 	$(BIN)/ansible-lint --profile production

@@ -16,17 +16,17 @@ def avic_audit_domains(domains, host):
     """Audit every domain of avic_facts' ``domains`` list against ``host``."""
     try:
         return avic_fleet.audit_domains(domains, host)
-    except ValueError as exc:
-        raise AnsibleFilterError('vfio.avic.avic_audit_domains %s' % exc)
     except avic_domain.HostFactsError as exc:
         raise AnsibleFilterError('vfio.avic.avic_audit_domains: %s' % exc)
+    except ValueError as exc:
+        raise AnsibleFilterError('vfio.avic.avic_audit_domains %s' % exc)
 
 
 def avic_fleet_report(hosts):
     """The fleet report (rows, guests, totals) from a list of hostvars."""
     try:
         return avic_fleet.fleet_report(list(hosts or []))
-    except (ValueError, avic_domain.HostFactsError) as exc:
+    except ValueError as exc:  # HostFactsError is a ValueError too
         raise AnsibleFilterError('vfio.avic.avic_fleet_report: %s' % exc)
 
 

@@ -72,8 +72,13 @@ def merge_guests(domains, guest_report=None, runtime=None):
         if not isinstance(sample, dict) or not sample.get('name'):
             continue
         verdict = sample.get('verdict') if sample.get('verdict') in RUNTIME_VERDICTS else 'no_data'
-        runtime_entry = {'verdict': verdict, 'reasons': list(sample.get('reasons') or []),
-                         'findings': list(sample.get('findings') or [])}
+        reasons = sample.get('reasons') or []
+        runtime_entry = {
+            'verdict': verdict,
+            'reasons': [r.get('name') if isinstance(r, dict) else str(r) for r in reasons],
+            'findings': list(sample.get('findings') or []) or
+            [r['finding'] for r in reasons if isinstance(r, dict) and r.get('finding')],
+        }
         index = by_name.get(sample['name'])
         if index is None:
             by_name[sample['name']] = len(merged)
@@ -179,9 +184,9 @@ def fleet_report(hosts):
             continue
         domains = audit_domains(facts.get('domains'), facts)
         summary = avic_report.host_summary(name, facts, domains)
+        runtime = _list(hv.get('avic_runtime_guests'), none=True)
         row, merged = merge_host(summary, domains, _dict(status), _dict(hv.get('avic_kernel_report')),
-                                 _list(hv.get('avic_guest_report')), _list(hv.get('avic_runtime_guests'),
-                                                                          none=True))
+                                 _list(hv.get('avic_guest_report')), runtime)
         rows.append(row)
         guests[name] = merged
         records[name] = {'summary': row, 'guests': merged,

@@ -69,8 +69,8 @@ def host_report_lines(summary, facts, domains=None):
     ]
     lines.extend('  reason   %s' % reason for reason in summary.get('reasons') or [])
     if summary.get('kernel_target'):
-        lines.append('  target   kernel %s%s' % (summary['kernel_target'],
-                                                  ' (pinned)' if summary.get('kernel_pinned') else ''))
+        pinned = ' (pinned)' if summary.get('kernel_pinned') else ''
+        lines.append('  target   kernel %s%s' % (summary['kernel_target'], pinned))
     for item in facts.get('findings') or []:
         lines.append('  [%s] %s: %s' % (_MARK.get(item['severity'], item['severity']),
                                         item['id'], item['message']))

@@ -98,7 +98,7 @@ conflicts:
   elements: dict
   contains:
     path: {description: The file, type: str, returned: always}
-    option: {description: The option, or null for a blacklist line, type: str, returned: always}
+    option: {description: 'The option, or null for a blacklist line', type: str, returned: always}
     value: {description: Its value there, type: str, returned: always}
     wins: {description: Whether it overrides the managed file, type: bool, returned: always}
     message: {description: One line for the report, type: str, returned: always}

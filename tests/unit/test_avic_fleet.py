@@ -124,8 +124,8 @@ def test_fleet_report_from_hostvars(tmp_path, domain_xml):
          'avic_host_status': {'state': 'active', 'reasons': []},
          'avic_runtime_guests': [{'name': 'win', 'verdict': 'avic_inhibited', 'reasons': ['HYPERV']}]},
         {'inventory_hostname': 'gone'},
-        {'inventory_hostname': 'stopped', 'avic_host_status': {'state': 'failed',
-                                                              'reasons': ['svm_unavailable']}},
+        {'inventory_hostname': 'stopped',
+         'avic_host_status': {'state': 'failed', 'reasons': ['svm_unavailable']}},
     ]
     report = avic_fleet.fleet_report(hosts)
     assert [r['host'] for r in report['rows']] == ['gone', 'stopped', 'zen4']
@@ -145,3 +145,13 @@ def test_fleet_report_from_hostvars(tmp_path, domain_xml):
 def test_fleet_report_rejects_malformed_domains():
     with pytest.raises(ValueError, match='domains list'):
         avic_fleet.fleet_report([{'inventory_hostname': 'h', 'vfio_avic': {'domains': ['x']}}])
+
+
+def test_runtime_module_reasons_are_reduced_to_names_and_findings(tmp_path):
+    _facts, domains, row = _zen2(tmp_path)
+    runtime = [{'name': 'win', 'verdict': 'avic_inhibited',
+                'reasons': [{'name': 'HYPERV', 'finding': 'hyperv_synic', 'scope': 'domain'},
+                            {'name': 'IRQWIN', 'finding': None}]}]
+    _row, guests = avic_fleet.merge_host(row, domains, runtime=runtime)
+    assert guests[0]['runtime'] == {'verdict': 'avic_inhibited', 'reasons': ['HYPERV', 'IRQWIN'],
+                                    'findings': ['hyperv_synic']}

@@ -63,8 +63,8 @@ def test_wanted_options_defaults_force_nested_and_extra():
     assert plan.wanted_options() == [('avic', '1'), ('npt', '1'), ('nested', '0')]
     assert plan.wanted_options(True, True) == [('avic', '1'), ('npt', '1'), ('nested', '1'),
                                                ('force_avic', '1')]
-    assert plan.wanted_options(extra={'avic-ipi': False, 'nested': 1})[-2:] == [('avic_ipi', '0'),
-                                                                             ('nested', '1')]
+    extra = plan.wanted_options(extra={'avic-ipi': False, 'nested': 1})
+    assert extra[-2:] == [('avic_ipi', '0'), ('nested', '1')]
     with pytest.raises(plan.PlanError, match='avic_host_extra_options'):
         plan.wanted_options(extra={'bad name': 1})
     with pytest.raises(plan.PlanError, match='no spaces or quotes'):

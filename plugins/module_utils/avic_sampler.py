@@ -1,0 +1,575 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the vfio.avic collection
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Sample the KVM tracepoints of a host and leave tracing exactly as found (stdlib only).
+
+The sample runs in a private trace instance (``instances/vfio_avic_<pid>_<n>`` under
+tracefs), which the kernel gives its own buffer, event switches and ``tracing_on``: the
+top-level tracing state is not touched at all, and the instance is removed at the end.
+Kernels or hosts without instances fall back to the top-level buffer, and only when
+nobody uses it (nop tracer, no event enabled, empty buffer). Every tracefs file written
+is recorded first by ``TraceState`` and written back in reverse order; ``TraceSession``
+does that in ``close()``, which callers run in a ``finally`` block, also on signals.
+When tracefs is not mounted, it is mounted for the sample and unmounted afterwards.
+
+Nothing is written outside tracefs. Parsing and verdicts live in avic_trace.py.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import errno
+import itertools
+import os
+import subprocess
+import threading
+import time
+
+from ansible_collections.vfio.avic.plugins.module_utils import avic_trace
+from ansible_collections.vfio.avic.plugins.module_utils.avic_gather import Reader, _guests
+
+DEFAULT_MOUNT_POINT = '/sys/kernel/tracing'
+DEBUGFS_TRACING = '/sys/kernel/debug/tracing'
+INSTANCE_PREFIX = 'vfio_avic_'
+MIN_DURATION = 1
+MAX_DURATION = 60
+READ_CHUNK = 1 << 16
+_COUNTER = itertools.count(1)
+
+
+class TracefsError(Exception):
+    """tracefs cannot be used for the sample (not available, or busy); says why."""
+
+
+# --- processes ---------------------------------------------------------------------------
+def running_guests(root='/'):
+    """Running QEMU processes: [{pid, name, kvm}], as avic_facts lists them."""
+    return _guests(Reader(root))
+
+
+def guest_threads(pids, root='/'):
+    """{tid: pid} for every thread of the given processes."""
+    reader = Reader(root)
+    threads = {}
+    for pid in pids:
+        for tid in reader.listdir('/proc/%d/task' % pid):
+            if tid.isdigit():
+                threads[int(tid)] = pid
+        threads.setdefault(pid, pid)
+    return threads
+
+
+def vm_owners(root='/'):
+    """Pids holding a KVM VM file descriptor (anon_inode:kvm-vm), or None when unreadable."""
+    reader = Reader(root)
+    owners = []
+    readable = False
+    for entry in reader.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        fd_dir = reader.path('/proc/%s/fd' % entry)
+        try:
+            fds = os.listdir(fd_dir)
+        except OSError:
+            continue
+        readable = True
+        for fd in fds:
+            try:
+                target = os.readlink(os.path.join(fd_dir, fd))
+            except OSError:
+                continue
+            if target == 'anon_inode:kvm-vm':
+                owners.append(int(entry))
+                break
+    return owners if readable else None
+
+
+def host_acceleration(root='/'):
+    """Which KVM vendor module runs and whether its APIC virtualisation is on."""
+    reader = Reader(root)
+
+    def param(module, name):
+        value = reader.text('/sys/module/%s/parameters/%s' % (module, name))
+        if value is None:
+            return None
+        return value.strip().upper() in ('Y', '1')
+
+    if reader.exists('/sys/module/kvm_amd'):
+        return {'module': 'kvm_amd', 'accel': 'AVIC', 'enabled': param('kvm_amd', 'avic')}
+    if reader.exists('/sys/module/kvm_intel'):
+        return {'module': 'kvm_intel', 'accel': 'APICv', 'enabled': param('kvm_intel', 'enable_apicv')}
+    others = [m for m in reader.listdir('/sys/module') if m.startswith('kvm_')]
+    return {'module': others[0] if others else None, 'accel': None, 'enabled': None}
+
+
+# --- tracefs -------------------------------------------------------------------------------
+def parse_mounts(text):
+    """[(mount point, fs type)] from /proc/mounts text."""
+    mounts = []
+    for line in (text or '').splitlines():
+        parts = line.split()
+        if len(parts) >= 3:
+            mounts.append((parts[1].replace('\\040', ' '), parts[2]))
+    return mounts
+
+
+def is_tracefs_dir(path):
+    return os.path.isdir(os.path.join(path, 'events')) and os.path.exists(os.path.join(path, 'tracing_on'))
+
+
+def find_tracefs(mounts_text, wanted=None):
+    """A mounted tracefs directory: ``wanted`` when given, else the first usable one.
+
+    tracefs mount points come first (``/sys/kernel/tracing`` before others), then the
+    tracing directory of a mounted debugfs. Returns None when none is usable.
+    """
+    mounts = parse_mounts(mounts_text)
+    if wanted:
+        return wanted if is_tracefs_dir(wanted) else None
+    candidates = [m for m, fstype in mounts if fstype == 'tracefs']
+    candidates.sort(key=lambda m: (m != DEFAULT_MOUNT_POINT, m))
+    for mount_point, fstype in mounts:
+        if fstype == 'debugfs':
+            candidates.append(os.path.join(mount_point, 'tracing'))
+    for path in candidates:
+        if is_tracefs_dir(path):
+            return path
+    return None
+
+
+def _default_run(argv):
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate()
+    return proc.returncode, out.decode('utf-8', 'replace'), err.decode('utf-8', 'replace')
+
+
+def _read(path):
+    with open(path) as handle:
+        return handle.read()
+
+
+def _write(path, value):
+    with open(path, 'w') as handle:
+        handle.write(value)
+
+
+def _setting(text):
+    """The value to write back for what a tracefs control file read."""
+    text = (text or '').strip()
+    if text in ('0*', '1*'):
+        return text[0]
+    return text
+
+
+class TraceState(object):
+    """Writes tracefs control files and remembers each one's first value to write back."""
+
+    def __init__(self, base):
+        self.base = base
+        self.saved = {}
+        self.order = []
+
+    def path(self, rel):
+        return os.path.join(self.base, rel)
+
+    def remember(self, rel):
+        if rel not in self.saved:
+            self.saved[rel] = _read(self.path(rel))
+            self.order.append(rel)
+        return self.saved[rel]
+
+    def write(self, rel, value):
+        self.remember(rel)
+        _write(self.path(rel), value)
+
+    def restore(self):
+        """Write every remembered value back, newest first; returns the errors."""
+        errors = []
+        for rel in reversed(self.order):
+            original = _setting(self.saved[rel])
+            try:
+                if _setting(_read(self.path(rel))) != original:
+                    _write(self.path(rel), original)
+                if _setting(_read(self.path(rel))) != original:
+                    errors.append('%s reads %r after restoring %r' % (self.path(rel),
+                                                                      _read(self.path(rel)).strip(), original))
+            except (IOError, OSError) as exc:
+                errors.append('%s: %s' % (self.path(rel), exc))
+        return errors
+
+    @property
+    def touched(self):
+        return [self.path(rel) for rel in self.order]
+
+
+def _buffer_entries(root):
+    total = 0
+    per_cpu = os.path.join(root, 'per_cpu')
+    for cpu in sorted(os.listdir(per_cpu)) if os.path.isdir(per_cpu) else []:
+        try:
+            stats = _read(os.path.join(per_cpu, cpu, 'stats'))
+        except (IOError, OSError):
+            continue
+        for line in stats.splitlines():
+            if line.startswith('entries:'):
+                total += int(line.split(':', 1)[1].strip() or 0)
+    return total
+
+
+def global_busy(root):
+    """Why the top-level trace buffer is in use (so it must not be touched), or None."""
+    tracer = _read(os.path.join(root, 'current_tracer')).strip()
+    if tracer != 'nop':
+        return 'the top-level tracer is %r' % tracer
+    enabled = [e for e in _read(os.path.join(root, 'set_event')).split() if e]
+    if enabled:
+        return 'top-level events are enabled (%s)' % ', '.join(enabled[:5])
+    entries = _buffer_entries(root)
+    if entries:
+        return 'the top-level buffer holds %d events' % entries
+    return None
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except OSError as exc:
+        return exc.errno == errno.EPERM
+    return True
+
+
+class TraceSession(object):
+    """One sample of KVM tracepoints; use open(), start(), stop(), close() in a try/finally."""
+
+    def __init__(self, events=avic_trace.SAMPLED_EVENTS, tracefs=None, use_instance=True, run=None,
+                 mounts_path='/proc/mounts', mount_point=DEFAULT_MOUNT_POINT):
+        self.events = tuple(events)
+        self.wanted = tracefs
+        self.use_instance = use_instance
+        self.run = run or _default_run
+        self.mounts_path = mounts_path
+        self.mount_point = tracefs or mount_point
+        self.root = None
+        self.mounted = False
+        self.mounted_by_module = False
+        self.method = None
+        self.instance = None
+        self.base = None
+        self.state = None
+        self.top_state = None
+        self.available = []
+        self.stale_removed = []
+        self.errors = []
+        self.read_errors = []
+        self.closed = False
+        self._fd = None
+        self._thread = None
+        self._stop = threading.Event()
+        self._sink = None
+        self._lock = threading.Lock()
+
+    # -- set-up
+    def _mounts(self):
+        try:
+            return _read(self.mounts_path)
+        except (IOError, OSError):
+            return ''
+
+    def locate(self):
+        """Find tracefs, mounting it when it is not mounted; raises TracefsError."""
+        root = find_tracefs(self._mounts(), self.wanted)
+        if root is None and not self.wanted:
+            root = next((p for p in (DEFAULT_MOUNT_POINT, DEBUGFS_TRACING) if is_tracefs_dir(p)), None)
+        if root is None:
+            if not os.path.isdir(self.mount_point):
+                raise TracefsError('%s does not exist: this kernel has no tracefs (CONFIG_TRACING)'
+                                   % self.mount_point)
+            rc, out, err = self.run(['mount', '-t', 'tracefs', 'nodev', self.mount_point])
+            if rc != 0:
+                raise TracefsError('tracefs is not mounted and "mount -t tracefs nodev %s" failed: %s'
+                                   % (self.mount_point, (err or out or '').strip() or 'rc=%d' % rc))
+            self.mounted = True
+            self.mounted_by_module = True
+            if not is_tracefs_dir(self.mount_point):
+                raise TracefsError('%s was mounted but has no tracing files' % self.mount_point)
+            root = self.mount_point
+        self.root = root
+        kvm = os.path.join(root, 'events', 'kvm')
+        self.available = [e for e in self.events if os.path.isdir(os.path.join(kvm, e))]
+        return root
+
+    def _remove_stale_instances(self):
+        """Remove instances a killed earlier run of this module left behind."""
+        instances = os.path.join(self.root, 'instances')
+        for name in sorted(os.listdir(instances)) if os.path.isdir(instances) else []:
+            if not name.startswith(INSTANCE_PREFIX):
+                continue
+            pid = name[len(INSTANCE_PREFIX):].split('_')[0]
+            if pid.isdigit() and _pid_alive(int(pid)):
+                continue
+            path = os.path.join(instances, name)
+            try:
+                _write(os.path.join(path, 'tracing_on'), '0')
+                os.rmdir(path)
+                self.stale_removed.append(name)
+            except (IOError, OSError) as exc:
+                self.errors.append('could not remove the stale instance %s: %s' % (path, exc))
+
+    def _make_instance(self):
+        instances = os.path.join(self.root, 'instances')
+        if not os.path.isdir(instances):
+            return None
+        name = '%s%d_%d' % (INSTANCE_PREFIX, os.getpid(), next(_COUNTER))
+        path = os.path.join(instances, name)
+        try:
+            os.mkdir(path)
+        except OSError:
+            return None
+        self.instance = path
+        return path
+
+    def open(self):
+        """Prepare the sample: locate/mount tracefs, make the instance, enable the events."""
+        self.locate()
+        if not self.available:
+            return self
+        self._remove_stale_instances()
+        base = self._make_instance() if self.use_instance else None
+        if base is None:
+            busy = global_busy(self.root)
+            if busy:
+                raise TracefsError('no trace instance could be made and %s: not touching it'
+                                   % busy if self.use_instance else
+                                   'use_instance is off and %s: not touching it' % busy)
+            base = self.root
+            self.method = 'global'
+        else:
+            self.method = 'instance'
+        self.base = base
+        self.state = TraceState(base)
+        self.top_state = TraceState(self.root)
+        self.state.write('tracing_on', '0')
+        if self.method == 'instance' and os.path.exists(os.path.join(base, 'options', 'record-tgid')):
+            # Per instance on recent kernels; on kernels where it is a top-level flag,
+            # the top-level value is written back too.
+            self.top_state.remember('options/record-tgid')
+            try:
+                self.state.write('options/record-tgid', '1')
+            except (IOError, OSError):
+                pass
+        for event in self.available:
+            self.state.write('events/kvm/%s/enable' % event, '1')
+        if self.method == 'instance':
+            with open(os.path.join(base, 'trace'), 'w'):
+                pass
+        return self
+
+    # -- sampling
+    def _drain(self):
+        if self._fd is None:
+            return
+        while True:
+            try:
+                data = os.read(self._fd, READ_CHUNK)
+            except OSError as exc:
+                if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
+                    return
+                raise
+            if not data:
+                return
+            with self._lock:
+                self._sink(data.decode('utf-8', 'replace'))
+
+    def _loop(self):
+        while not self._stop.is_set():
+            try:
+                self._drain()
+            except (IOError, OSError) as exc:
+                self.read_errors.append('reading trace_pipe: %s' % exc)
+                return
+            self._stop.wait(0.1)
+
+    def start(self, sink):
+        """Turn tracing on in the session's buffer; a thread feeds sink(text) until stop()."""
+        if not self.available:
+            return
+        self._sink = sink
+        self._fd = os.open(os.path.join(self.base, 'trace_pipe'), os.O_RDONLY | os.O_NONBLOCK)
+        self.state.write('tracing_on', '1')
+        self._thread = threading.Thread(target=self._loop, name='avic-trace-reader')
+        self._thread.daemon = True
+        self._thread.start()
+
+    def stop(self):
+        """Turn tracing off and read what is left."""
+        if self.state is not None and os.path.exists(self.state.path('tracing_on')):
+            try:
+                _write(self.state.path('tracing_on'), '0')
+            except (IOError, OSError) as exc:
+                self.read_errors.append('turning tracing off: %s' % exc)
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+        if self._fd is not None:
+            try:
+                self._drain()
+            except (IOError, OSError) as exc:
+                self.read_errors.append('reading trace_pipe: %s' % exc)
+
+    # -- tear-down
+    def close(self):
+        """Leave tracing exactly as found; safe to call more than once and after errors."""
+        if self.closed:
+            return self.report()
+        self.closed = True
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = None
+        if self.state is not None:
+            self.errors.extend(self.state.restore())
+        if self.top_state is not None:
+            self.errors.extend(self.top_state.restore())
+        if self.instance is not None:
+            self._remove_instance()
+        if self.mounted:
+            self._unmount()
+        return self.report()
+
+    def _remove_instance(self):
+        for attempt in range(20):
+            try:
+                os.rmdir(self.instance)
+                return
+            except OSError as exc:
+                if exc.errno == errno.ENOENT:
+                    return
+                if exc.errno != errno.EBUSY or attempt == 19:
+                    self.errors.append('could not remove the trace instance %s: %s' % (self.instance, exc))
+                    return
+                time.sleep(0.1)
+
+    def _unmount(self):
+        for attempt in range(20):
+            rc, out, err = self.run(['umount', self.mount_point])
+            if rc == 0:
+                self.mounted = False
+                return
+            if attempt == 19:
+                self.errors.append('could not unmount %s: %s' % (self.mount_point, (err or out).strip()))
+                return
+            time.sleep(0.1)
+
+    def report(self):
+        touched = []
+        for state in (self.state, self.top_state):
+            if state is not None:
+                touched.extend(state.touched)
+        return {
+            'tracefs': self.root,
+            'mounted_by_module': self.mounted_by_module,
+            'method': self.method,
+            'instance': self.instance,
+            'touched': touched,
+            'stale_instances_removed': list(self.stale_removed),
+            'errors': list(self.errors),
+            'read_errors': list(self.read_errors),
+            'state_restored': self.closed and not self.errors,
+        }
+
+
+def sample(duration, names=None, tracefs=None, use_instance=True, run=None, root='/',
+           during=None, interrupted=None, clock=time.monotonic, sleep=time.sleep, mounts_path='/proc/mounts'):
+    """Sample the KVM tracepoints for ``duration`` seconds and evaluate every running guest.
+
+    during: called once tracing runs (used to restart a guest across the sample); its
+    return value is reported as ``during``. interrupted: a callable returning True when the
+    caller was told to stop (signals). The tracing state is restored in every case; the
+    returned dict says so in ``state_restored``.
+    """
+    kernel = os.uname()[2] if root == '/' else (Reader(root).text('/proc/sys/kernel/osrelease') or '').strip()
+    result = {
+        'kernel': kernel,
+        'duration': duration,
+        'host': host_acceleration(root),
+        'tracepoints_available': dict((e, False) for e in avic_trace.SAMPLED_EVENTS),
+        'sampled': False,
+        'skipped_reason': None,
+        'during': None,
+        'interrupted': False,
+    }
+    guests_before = running_guests(root)
+    session = TraceSession(tracefs=tracefs, use_instance=use_instance, run=run, mounts_path=mounts_path)
+    agg = avic_trace.TraceAggregator()
+    started = None
+    try:
+        session.open()
+        for event in session.available:
+            result['tracepoints_available'][event] = True
+        if not session.available:
+            result['skipped_reason'] = ('the kvm module is not loaded or this kernel has none of the '
+                                        'KVM tracepoints: nothing to sample')
+        else:
+            session.start(agg.feed)
+            started = clock()
+            if during is not None:
+                result['during'] = during()
+            deadline = clock() + duration
+            while clock() < deadline:
+                if interrupted is not None and interrupted():
+                    result['interrupted'] = True
+                    break
+                sleep(min(0.2, max(deadline - clock(), 0)))
+            session.stop()
+            result['sampled'] = True
+    except TracefsError as exc:
+        result['skipped_reason'] = str(exc)
+    except (IOError, OSError) as exc:
+        result['skipped_reason'] = 'tracefs could not be used: %s' % exc
+    finally:
+        report = session.close()
+        agg.flush()
+    result.update(report)
+    if started is not None:
+        result['duration'] = round(clock() - started, 3)
+    guests = running_guests(root)
+    pids = [g['pid'] for g in guests] + [g['pid'] for g in guests_before]
+    owners = vm_owners(root)
+    evaluation = avic_trace.evaluate(
+        agg, guests, [e for e, ok in result['tracepoints_available'].items() if ok], kernel=kernel,
+        host=result['host'], threads=guest_threads(pids, root), vm_owners=owners,
+        duration=result['duration'] if result['sampled'] else None, names=names)
+    if not result['sampled']:
+        for guest in evaluation['guests']:
+            guest['verdict'] = avic_trace.VERDICT_NO_DATA
+            guest['message'] = 'Not sampled: %s.' % (result['skipped_reason'] or 'interrupted')
+    result.update(evaluation)
+    result['vm_owners'] = owners
+    result['message'] = _message(result, guests, names)
+    return result
+
+
+def _message(result, guests, names):
+    if not result['sampled']:
+        return 'No sample taken: %s.' % result['skipped_reason']
+    listed = [g for g in guests if not names or g.get('name') in names]
+    if not guests:
+        return ('No QEMU guest runs on this host: nothing to report per guest. %d KVM events '
+                'seen in %g s.' % (result['lines'], result['duration']))
+    if not listed:
+        return ('None of the requested guests (%s) runs on this host; running: %s.'
+                % (', '.join(names), ', '.join(sorted(str(g.get('name')) for g in guests))))
+    tally = {}
+    for guest in result['guests']:
+        tally[guest['verdict']] = tally.get(guest['verdict'], 0) + 1
+    return '%d guests sampled for %g s: %s.' % (
+        len(result['guests']), result['duration'],
+        ', '.join('%d %s' % (tally[v], v) for v in avic_trace.VERDICTS if v in tally))

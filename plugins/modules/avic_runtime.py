@@ -1,0 +1,433 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the vfio.avic collection
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: avic_runtime
+short_description: Prove from the kernel's KVM tracepoints whether AVIC runs for each guest
+version_added: 0.1.0
+description:
+  - Samples the kernel's own KVM tracepoints for a few seconds and reports, per running
+    QEMU guest (QEMU pid and libvirt domain name), the interrupts KVM delivered through
+    the accelerated path (C(kvm_apicv_accept_irq)) against those it emulated
+    (C(kvm_apic_accept_irq)), the AVIC exits (C(kvm_avic_incomplete_ipi),
+    C(kvm_avic_unaccelerated_access), C(kvm_avic_kick_vcpu_slowpath)), doorbells and
+    IOMMU GA log events, and every APICv inhibit change (C(kvm_apicv_inhibit_changed),
+    or C(kvm_apicv_update_request) on older kernels) with its reason names decoded
+    (DISABLED, HYPERV, PIT_REINJ, NESTED, SEV, ...).
+  - Each guest gets a verdict, C(avic_active), C(avic_inhibited) (with the reasons and,
+    where one maps, the audit finding that causes each) or C(no_data).
+  - The sample runs in a private trace instance under tracefs that is removed afterwards,
+    so the top-level tracing state is never touched. tracefs is mounted when it is not,
+    and unmounted again. Every tracefs file written is written back, also when the module
+    fails or receives SIGTERM, SIGINT or SIGHUP; C(state_restored) says so. A trace
+    instance a killed earlier run left behind is removed.
+  - Most inhibit reasons are set when a guest starts, so a sample of a running guest shows
+    them only across a start. O(restart_to_capture) restarts one guest during the sample,
+    and only when O(restart) is also true.
+  - Never fails on a host without KVM, without tracefs or with older tracepoints; it
+    reports what could be said instead.
+author:
+  - vfio.avic maintainers (@vfio-avic)
+options:
+  duration:
+    description:
+      - Seconds to sample, from 1 to 60. With O(restart_to_capture) the sample covers the
+        restart and then this many seconds.
+    type: float
+    default: 5
+  guests:
+    description:
+      - Report only these libvirt domain names (QEMU C(-name guest=)). Empty reports every
+        running guest.
+    type: list
+    elements: str
+    default: []
+  tracefs:
+    description:
+      - Where tracefs is. V(auto) uses a mounted tracefs (C(/sys/kernel/tracing) first) or
+        the tracing directory of a mounted debugfs, and otherwise mounts tracefs on
+        C(/sys/kernel/tracing) for the sample.
+      - A path uses that directory, mounting tracefs there when it is not mounted.
+    type: str
+    default: auto
+  use_instance:
+    description:
+      - Sample in a private trace instance (recommended).
+      - V(false), or a kernel that cannot make instances, samples in the top-level buffer,
+        and only when nothing uses it (nop tracer, no event enabled, empty buffer).
+    type: bool
+    default: true
+  restart_to_capture:
+    description:
+      - Restart the guest O(domain) during the sample (graceful C(virsh shutdown), wait,
+        C(virsh start)), so the inhibit reasons set at start are traced.
+      - Does nothing unless O(restart=true) is given too; then the sample shows the current
+        state only and the result says the guest was not restarted.
+    type: bool
+    default: false
+  restart:
+    description:
+      - The explicit consent that O(restart_to_capture) needs to restart a running guest.
+      - In check mode the guest is never restarted; the result says it would be.
+    type: bool
+    default: false
+  domain:
+    description:
+      - The libvirt domain to restart with O(restart_to_capture). It must be running.
+    type: str
+  libvirt_uri:
+    description:
+      - Libvirt connection URI used to restart O(domain).
+    type: str
+    default: qemu:///system
+  restart_timeout:
+    description:
+      - Seconds to wait for the guest to shut down gracefully. The guest is never forced off;
+        when it does not stop in time the module fails and says so.
+    type: int
+    default: 180
+attributes:
+  check_mode:
+    support: full
+    description: Samples in check mode too (the tracing state is left as found); a requested restart is only reported.
+  diff_mode:
+    support: none
+    description: Changes no file.
+notes:
+  - Needs root (tracefs and the /proc file descriptors of QEMU).
+  - Interrupts that the IOMMU posts straight into a running vCPU (IOMMU AVIC) bypass KVM and
+    leave no trace; a guest that only gets those reads C(no_data) or few events.
+  - Events raised in interrupt context are attributed to a guest only when it is the only
+    VM on the host; otherwise they are counted under C(unattributed).
+  - Inhibit reason numbers are decoded with the kernel's own names when the trace prints
+    them (recent kernels), else with the enum order of the running kernel's series.
+seealso:
+  - module: vfio.avic.avic_facts
+  - name: Linux kernel tracepoints (tracefs)
+    description: The tracefs interface, instances and event switches.
+    link: https://docs.kernel.org/trace/ftrace.html
+'''
+
+EXAMPLES = r'''
+- name: Sample every running guest for 5 seconds
+  vfio.avic.avic_runtime:
+  register: avic_runtime
+
+- name: Show each guest's runtime verdict
+  ansible.builtin.debug:
+    msg: "{{ item.name }}: {{ item.verdict }} - {{ item.message }}"
+  loop: "{{ avic_runtime.guests }}"
+
+- name: Restart win11 during a 10 s sample to name the inhibits set at its start
+  vfio.avic.avic_runtime:
+    duration: 10
+    guests: [win11]
+    restart_to_capture: true
+    restart: true
+    domain: win11
+'''
+
+RETURN = r'''
+guests:
+  description: One entry per running QEMU guest (filtered by O(guests)).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Libvirt domain name (QEMU C(-name guest=)).
+      type: str
+      sample: win11
+    pid:
+      description: QEMU process id.
+      type: int
+    verdict:
+      description: C(avic_active), C(avic_inhibited) or C(no_data).
+      type: str
+      sample: avic_inhibited
+    reasons:
+      description:
+        - Inhibit reasons holding at the end of the sample, each with C(name), C(finding)
+          (the audit finding id that causes it, or null), C(scope) (host or domain),
+          C(meaning) and C(transient).
+      type: list
+      elements: dict
+      sample: [{name: PIT_REINJ, finding: pit_reinject, scope: domain, transient: false}]
+    reasons_source:
+      description: C(trace) (decoded from inhibit events), C(host) (kvm module parameter), or null.
+      type: str
+    counts:
+      description:
+        - C(accepted) interrupts, C(accepted_fixed) (Fixed and LowPrio, the ones AVIC can
+          accelerate), C(accepted_other) by delivery mode, C(accelerated), C(emulated),
+          C(avic_exits) by event, C(doorbells), C(ga_log), C(unaccelerated_registers).
+      type: dict
+    inhibit_events:
+      description: Every inhibit change of this guest, decoded (C(set), C(reason), C(reason_name), C(mask), C(active), C(decoded), C(consistent), C(ts)).
+      type: list
+      elements: dict
+    message:
+      description: The verdict in words.
+      type: str
+    attributed_by:
+      description: Events counted by how they were tied to the guest (C(thread), C(worker) for vhost and kvm-pit workers, C(sole_vm)).
+      type: dict
+unattributed:
+  description: Counts and inhibit events from threads that belong to no running guest.
+  returned: always
+  type: dict
+tracepoints_available:
+  description: Each KVM tracepoint the module uses, and whether this kernel has it.
+  returned: always
+  type: dict
+  sample: {kvm_apicv_accept_irq: true, kvm_apicv_update_request: false}
+sampled:
+  description: Whether a sample was taken.
+  returned: always
+  type: bool
+skipped_reason:
+  description: Why no sample was taken, or null.
+  returned: always
+  type: str
+duration:
+  description: Seconds actually sampled.
+  returned: always
+  type: float
+tracefs:
+  description: The tracefs directory used, or null.
+  returned: always
+  type: str
+  sample: /sys/kernel/tracing
+mounted_by_module:
+  description: Whether the module mounted tracefs (it is unmounted again).
+  returned: always
+  type: bool
+method:
+  description: C(instance) (a private trace instance), C(global) (the idle top-level buffer) or null.
+  returned: always
+  type: str
+touched:
+  description: Every tracefs file the module wrote; each was written back.
+  returned: always
+  type: list
+  elements: str
+state_restored:
+  description: True when every touched file reads its original value again, the instance is gone and tracefs is unmounted if the module mounted it.
+  returned: always
+  type: bool
+errors:
+  description: Problems met while restoring the tracing state (empty when C(state_restored)).
+  returned: always
+  type: list
+  elements: str
+read_errors:
+  description: Problems met while reading the trace (the sample may be incomplete).
+  returned: always
+  type: list
+  elements: str
+stale_instances_removed:
+  description: Trace instances of earlier, killed runs that were removed.
+  returned: always
+  type: list
+  elements: str
+host:
+  description: The KVM vendor C(module), its C(accel) name (AVIC, APICv) and whether it is C(enabled).
+  returned: always
+  type: dict
+kernel:
+  description: Running kernel release.
+  returned: always
+  type: str
+inhibit_table:
+  description: Which kernel series' reason numbering decoded the inhibit reasons.
+  returned: always
+  type: str
+lost_events:
+  description: Events the kernel dropped because the buffer was full.
+  returned: always
+  type: int
+restart:
+  description:
+    - C(requested), C(performed), C(domain), C(reason) when not performed, and C(shutdown_seconds).
+  returned: always
+  type: dict
+message:
+  description: The result in one sentence.
+  returned: always
+  type: str
+  sample: "No QEMU guest runs on this host: nothing to report per guest. 0 KVM events seen in 5 s."
+'''
+
+import signal
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.vfio.avic.plugins.module_utils import avic_sampler
+
+SIGNALS = tuple(getattr(signal, name) for name in ('SIGTERM', 'SIGINT', 'SIGHUP') if hasattr(signal, name))
+
+
+class Restarter(object):
+    """Gracefully restart one libvirt domain through virsh; never forces it off."""
+
+    def __init__(self, module, domain, uri, timeout, interrupted):
+        self.module = module
+        self.domain = domain
+        self.uri = uri
+        self.timeout = timeout
+        self.interrupted = interrupted
+        self.virsh = module.get_bin_path('virsh')
+
+    def virsh_run(self, *args):
+        return self.module.run_command([self.virsh, '-c', self.uri] + list(args), check_rc=False,
+                                       environ_update={'LC_ALL': 'C'})
+
+    def state(self):
+        rc, out, err = self.virsh_run('domstate', '--', self.domain)
+        if rc != 0:
+            return None, (err or out).strip()
+        return out.strip(), None
+
+    def preflight(self):
+        if not self.virsh:
+            self.module.fail_json(msg='restart_to_capture needs virsh to restart domain %r: install '
+                                      'libvirt-clients, or leave restart_to_capture off' % self.domain)
+        state, error = self.state()
+        if state is None:
+            self.module.fail_json(msg='domain %r: virsh -c %s domstate failed: %s; check the domain '
+                                      'name and libvirt_uri' % (self.domain, self.uri, error))
+        if state != 'running':
+            self.module.fail_json(msg='domain %r is %s, not running: restart_to_capture restarts a '
+                                      'running guest only; start it yourself and sample its start'
+                                  % (self.domain, state))
+
+    def __call__(self):
+        started = time.time()
+        rc, out, err = self.virsh_run('shutdown', '--', self.domain)
+        if rc != 0:
+            return {'error': 'virsh shutdown %s failed: %s' % (self.domain, (err or out).strip())}
+        while True:
+            state, _error = self.state()
+            if state == 'shut off':
+                break
+            if self.interrupted():
+                return {'error': 'interrupted while %s was shutting down (state %s); it was not '
+                                 'started again' % (self.domain, state)}
+            if time.time() - started > self.timeout:
+                return {'error': '%s did not shut down within restart_timeout=%d s (state %s); it '
+                                 'was not forced off' % (self.domain, self.timeout, state)}
+            time.sleep(1)
+        shutdown_seconds = round(time.time() - started, 1)
+        rc, out, err = self.virsh_run('start', '--', self.domain)
+        if rc != 0:
+            return {'error': 'virsh start %s failed after its shutdown: %s' % (self.domain, (err or out).strip()),
+                    'shutdown_seconds': shutdown_seconds}
+        return {'shutdown_seconds': shutdown_seconds}
+
+
+def restart_plan(params, check_mode):
+    """(do the restart, the 'restart' result block before the sample)."""
+    block = {'requested': bool(params['restart_to_capture']), 'performed': False,
+             'domain': params['domain'], 'reason': None, 'shutdown_seconds': None}
+    if not params['restart_to_capture']:
+        block['reason'] = 'not requested'
+        return False, block
+    if not params['restart']:
+        block['reason'] = ('restart_to_capture needs restart: true as well; %s was not restarted '
+                           'and the sample shows its current state only' % params['domain'])
+        return False, block
+    if check_mode:
+        block['reason'] = 'check mode: %s would be restarted' % params['domain']
+        return False, block
+    return True, block
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            duration=dict(type='float', default=5),
+            guests=dict(type='list', elements='str', default=[]),
+            tracefs=dict(type='str', default='auto'),
+            use_instance=dict(type='bool', default=True),
+            restart_to_capture=dict(type='bool', default=False),
+            restart=dict(type='bool', default=False),
+            domain=dict(type='str'),
+            libvirt_uri=dict(type='str', default='qemu:///system'),
+            restart_timeout=dict(type='int', default=180),
+        ),
+        required_if=[('restart_to_capture', True, ['domain'])],
+        supports_check_mode=True,
+    )
+    params = module.params
+    duration = params['duration']
+    if not avic_sampler.MIN_DURATION <= duration <= avic_sampler.MAX_DURATION:
+        module.fail_json(msg='duration=%g is out of range: give %d to %d seconds' % (
+            duration, avic_sampler.MIN_DURATION, avic_sampler.MAX_DURATION))
+    if params['restart_timeout'] < 1:
+        module.fail_json(msg='restart_timeout=%d must be at least 1 second' % params['restart_timeout'])
+    tracefs = None if params['tracefs'] in (None, '', 'auto') else params['tracefs']
+
+    do_restart, restart_block = restart_plan(params, module.check_mode)
+    if params['restart_to_capture'] and not params['restart']:
+        module.warn(restart_block['reason'])
+
+    received = []
+
+    def handler(signum, _frame):
+        received.append(signum)
+
+    def interrupted():
+        return bool(received)
+
+    restarter = None
+    if do_restart:
+        restarter = Restarter(module, params['domain'], params['libvirt_uri'], params['restart_timeout'],
+                              interrupted)
+        restarter.preflight()
+
+    def run(argv):
+        return module.run_command(argv, check_rc=False, environ_update={'LC_ALL': 'C'})
+
+    previous = dict((sig, signal.signal(sig, handler)) for sig in SIGNALS)
+    try:
+        result = avic_sampler.sample(duration, names=params['guests'] or None, tracefs=tracefs,
+                                     use_instance=params['use_instance'], run=run, during=restarter,
+                                     interrupted=interrupted)
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    during = result.pop('during', None)
+    if do_restart:
+        restart_block['performed'] = bool(during) and 'error' not in during
+        restart_block['shutdown_seconds'] = (during or {}).get('shutdown_seconds')
+        if during and 'error' in during:
+            restart_block['reason'] = during['error']
+    result['restart'] = restart_block
+    changed = bool(restart_block['performed'] or (restart_block['requested'] and params['restart']
+                                                  and module.check_mode))
+
+    if received:
+        module.fail_json(msg='interrupted by signal %d after %s s; tracing state restored: %s%s' % (
+            received[0], result['duration'], result['state_restored'],
+            '' if result['state_restored'] else ' (%s)' % '; '.join(result['errors'])),
+            changed=changed, **result)
+    if not result['state_restored']:
+        module.fail_json(msg='the tracing state could not be fully restored: %s. Restore these tracefs '
+                             'files by hand (write 0 to the events/kvm/*/enable files listed in touched)'
+                         % '; '.join(result['errors']), changed=changed, **result)
+    if do_restart and not restart_block['performed']:
+        module.fail_json(msg='restart_to_capture: %s' % restart_block['reason'], changed=changed, **result)
+    module.exit_json(changed=changed, **result)
+
+
+if __name__ == '__main__':
+    main()
