@@ -30,6 +30,7 @@ collection:
 
 deps:
 	bash tests/lab/setup-host.sh --libvirt
+	bash tests/lab/build-image.sh trixie
 
 test: test-quick integration molecule
 

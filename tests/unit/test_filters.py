@@ -22,6 +22,8 @@ def test_filter_names_are_registered():
     from ansible_collections.vfio.avic.plugins.filter import avic_host as host_filters
     assert set(host_filters.FilterModule().filters()) == {
         'avic_host_preflight', 'avic_host_cmdline_args', 'avic_host_state'}
+    from ansible_collections.vfio.avic.plugins.filter import avic_guest as guest_filters
+    assert set(guest_filters.FilterModule().filters()) == {'avic_domain_xml', 'avic_guest_report'}
 
 
 def test_cpu_avic_support_contract(cpuinfo):
