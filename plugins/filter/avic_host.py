@@ -44,6 +44,22 @@ def avic_host_state(facts, options, cmdline_args, cmdline_changed=False, reloade
                                      preflight)
 
 
+def avic_host_cmdline_needed(facts, args, remove=None, target='auto'):
+    """Whether vfio.avic.avic_cmdline has anything to do, judged from the facts' configured line.
+
+    True when the module must run (the line would change, or the facts cannot tell: grubby, an
+    explicit target other than the one found, an unreadable file); False when every owned argument
+    is already there exactly once and nothing is to be removed.
+    """
+    boot = _facts(facts, 'avic_host_cmdline_needed').get('boot_cmdline') or {}
+    if boot.get('target') in (None, 'grubby') or target not in ('auto', boot.get('target')):
+        return True
+    if boot.get('target') == 'none':
+        return False
+    return avic_hostplan.cmdline_needs_change(boot.get('value'), list(args or []),
+                                              [r.partition('=')[0] for r in remove or []]) is not False
+
+
 class FilterModule(object):
     """Host role filters."""
 
@@ -52,4 +68,5 @@ class FilterModule(object):
             'avic_host_preflight': avic_host_preflight,
             'avic_host_cmdline_args': avic_host_cmdline_args,
             'avic_host_state': avic_host_state,
+            'avic_host_cmdline_needed': avic_host_cmdline_needed,
         }

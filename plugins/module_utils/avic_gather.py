@@ -16,7 +16,7 @@ __metaclass__ = type
 import os
 import re
 
-from ansible_collections.vfio.avic.plugins.module_utils import avic_cpu, avic_host, avic_kernel
+from ansible_collections.vfio.avic.plugins.module_utils import avic_cpu, avic_host, avic_hostplan, avic_kernel
 
 FACTS_SCHEMA = 1
 
@@ -170,6 +170,38 @@ def _boot_loader(reader):
     return {'kind': kind, 'tools': tools, 'files': files}
 
 
+def _boot_cmdline(reader):
+    """The kernel command line as configured for the next boot, where the host role edits it."""
+    target = avic_hostplan.cmdline_target(reader.exists, bool(reader.which('grubby')))
+    value = None
+    if target == 'grub':
+        try:
+            value = avic_hostplan.grub_value(reader.text(avic_hostplan.GRUB_DEFAULT_FILE, ''))
+        except avic_hostplan.PlanError:
+            value = None
+    elif target == 'kernel_cmdline':
+        value = ' '.join((reader.text(avic_hostplan.KERNEL_CMDLINE_FILE) or '').split())
+    return {'target': target, 'value': value}
+
+
+def _kernel_packages(reader):
+    """Installed linux-image packages from the dpkg database: [{package, release, held}]."""
+    text = reader.text('/var/lib/dpkg/status')
+    if text is None:
+        return None
+    out = []
+    for stanza in text.split('\n\n'):
+        fields = dict(line.split(': ', 1) for line in stanza.splitlines() if ': ' in line and line[0] != ' ')
+        name = fields.get('Package', '')
+        status = fields.get('Status', '').split()
+        if not re.match(r'^linux-image-', name) or len(status) < 3 or status[2] != 'installed':
+            continue
+        release = name[len('linux-image-'):]
+        out.append({'package': name, 'release': release if re.match(r'^\d', release) else None,
+                    'held': status[0] == 'hold', 'version': fields.get('Version')})
+    return sorted(out, key=lambda p: p['package'])
+
+
 def _initramfs(reader):
     if reader.which('update-initramfs') or reader.exists('/etc/initramfs-tools'):
         tool = 'initramfs-tools'
@@ -321,6 +353,8 @@ def gather(root='/', run=None, dmesg=True, guests=True, domains=False,
         if kvm_amd['loaded'] else {},
         'iommu': _iommu(reader, args),
         'boot_loader': _boot_loader(reader),
+        'boot_cmdline': _boot_cmdline(reader),
+        'kernel_packages': _kernel_packages(reader),
         'initramfs': _initramfs(reader),
         'guests': _guests(reader) if guests else None,
         'libvirt': _libvirt(reader, run),

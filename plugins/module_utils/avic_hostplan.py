@@ -209,6 +209,31 @@ def edit_cmdline(line, ensure, remove_keys=()):
     return ' '.join(out)
 
 
+GRUB_DEFAULT_FILE = '/etc/default/grub'
+KERNEL_CMDLINE_FILE = '/etc/kernel/cmdline'
+SYSTEMD_BOOT_FILES = ('/boot/loader/loader.conf', '/efi/loader/loader.conf', '/boot/efi/loader/loader.conf')
+
+
+def cmdline_target(exists, has_grubby=False):
+    """Where the kernel command line is configured: kernel_cmdline (Proxmox, systemd-boot,
+    kernel-install), grub (/etc/default/grub), grubby, or none. ``exists`` is a path test."""
+    grub = exists(GRUB_DEFAULT_FILE)
+    if exists('/etc/kernel/proxmox-boot-uuids'):
+        return 'kernel_cmdline'
+    if not grub and (exists(KERNEL_CMDLINE_FILE) or any(exists(p) for p in SYSTEMD_BOOT_FILES)):
+        return 'kernel_cmdline'
+    if grub:
+        return 'grub'
+    return 'grubby' if has_grubby else 'none'
+
+
+def cmdline_needs_change(line, ensure, remove_keys=()):
+    """Whether edit_cmdline() would change ``line`` (None when the line is not known)."""
+    if line is None:
+        return None
+    return edit_cmdline(line, ensure, remove_keys).split() != line.split()
+
+
 _GRUB_LINE = re.compile(r'^(\s*(?:export\s+)?%s=)(.*)$')
 
 

@@ -208,3 +208,23 @@ def plan(family, mode, running, os_id=None, proxmox=False, version=None, availab
             if target and mode != 'keep' else None,
             'validation': validation,
             'action': 'pin' if mode == 'keep' else 'install'}
+
+
+def keep_plan(facts, minimum='5.6', allow_old=False, refuse_known_issues=False):
+    """The plan of mode ``keep`` from the vfio_avic fact alone (Debian family, dpkg database read),
+    the same shape as vfio.avic.avic_kernel_select returns, so no module call is needed."""
+    osr = facts.get('os') or {}
+    running = facts.get('kernel')
+    if not running:
+        raise PlanError('the vfio_avic fact has no running kernel release')
+    dist = distro(osr.get('family'), osr.get('id'), osr.get('proxmox'))
+    validation = validate(running, minimum, allow_old, refuse_known_issues)
+    if validation['refusals']:
+        raise PlanError(' '.join(validation['refusals']))
+    installed = [p for p in facts.get('kernel_packages') or []]
+    names = packages(dist, 'keep', running=running)
+    return {'running': running, 'target': running, 'dist': dist, 'packages': names,
+            'installed': sorted(p['release'] for p in installed if p.get('release')),
+            'held': sorted(p['package'] for p in installed if p.get('held')),
+            'available': None, 'pin': pin(dist, names, running), 'default_entry': None,
+            'warnings_rules': validation['warnings'], 'os': osr, 'flavour': None}

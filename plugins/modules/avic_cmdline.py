@@ -119,18 +119,8 @@ KERNEL_CMDLINE = '/etc/kernel/cmdline'
 
 
 def pick_target(files, module):
-    if files.exists('/etc/kernel/proxmox-boot-uuids'):
-        return 'kernel_cmdline'
-    if files.exists(KERNEL_CMDLINE) and not files.exists(GRUB):
-        return 'kernel_cmdline'
-    if any(files.exists(p) for p in ('/boot/loader/loader.conf', '/efi/loader/loader.conf',
-                                     '/boot/efi/loader/loader.conf')) and not files.exists(GRUB):
-        return 'kernel_cmdline'
-    if files.exists(GRUB):
-        return 'grub'
-    if files.root == '/' and module.get_bin_path('grubby'):
-        return 'grubby'
-    return 'none'
+    return avic_hostplan.cmdline_target(
+        files.exists, files.root == '/' and bool(module.get_bin_path('grubby')))
 
 
 def run_grubby(module, args, remove):

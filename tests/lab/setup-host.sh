@@ -29,7 +29,7 @@ packages=(
     podman runc conmon catatonit containernetworking-plugins netavark aardvark-dns
     debootstrap debian-archive-keyring uidmap slirp4netns fuse-overlayfs
     libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils
-    python3 python3-venv make git rsync shellcheck
+    python3 python3-venv make git rsync shellcheck openssh-client e2fsprogs
 )
 
 # --- 1. packages ---------------------------------------------------------------------------

@@ -170,3 +170,36 @@ def test_final_state_active_pending_and_failed(tmp_path):
     stopped = plan.final_state(active, opts, args, preflight_result={
         'action': 'stop', 'state': 'failed', 'reasons': ['x'], 'warnings': []})
     assert stopped['state'] == 'failed' and stopped['reasons'] == ['x']
+
+
+def test_cmdline_target_and_needs_change():
+    def exists_of(*paths):
+        return lambda p: p in paths
+    assert plan.cmdline_target(exists_of('/etc/default/grub')) == 'grub'
+    assert plan.cmdline_target(exists_of('/etc/default/grub', '/etc/kernel/proxmox-boot-uuids')) == 'kernel_cmdline'
+    assert plan.cmdline_target(exists_of('/boot/loader/loader.conf')) == 'kernel_cmdline'
+    assert plan.cmdline_target(exists_of(), has_grubby=True) == 'grubby'
+    assert plan.cmdline_target(exists_of()) == 'none'
+    assert plan.cmdline_needs_change('quiet amd_iommu=on iommu=pt', ['amd_iommu=on', 'iommu=pt']) is False
+    assert plan.cmdline_needs_change('quiet amd_iommu=off', ['amd_iommu=on']) is True
+    assert plan.cmdline_needs_change('amd_iommu=on amd_iommu=on', ['amd_iommu=on']) is True
+    assert plan.cmdline_needs_change('quiet amd_iommu_intr=legacy', [], ['amd_iommu_intr']) is True
+    assert plan.cmdline_needs_change(None, ['iommu=pt']) is None
+
+
+def test_facts_carry_the_configured_command_line_and_kernel_packages(tmp_path):
+    (tmp_path / 'a').mkdir()
+    (tmp_path / 'b').mkdir()
+    dpkg = ('Package: linux-image-6.1.0-26-amd64\nStatus: hold ok installed\nVersion: 6.1.112-1\n\n'
+            'Package: linux-image-amd64\nStatus: install ok installed\nVersion: 6.1.112-1\n\n'
+            'Package: linux-image-6.1.0-9-amd64\nStatus: deinstall ok config-files\n\n'
+            'Package: bash\nStatus: install ok installed\n')
+    facts = facts_for(tmp_path / 'a', 'zen2_epyc_7702.txt', files={
+        '/etc/default/grub': 'GRUB_CMDLINE_LINUX_DEFAULT="quiet iommu=pt"\n', '/var/lib/dpkg/status': dpkg})
+    assert facts['boot_cmdline'] == {'target': 'grub', 'value': 'quiet iommu=pt'}
+    assert facts['kernel_packages'] == [
+        {'package': 'linux-image-6.1.0-26-amd64', 'release': '6.1.0-26-amd64', 'held': True, 'version': '6.1.112-1'},
+        {'package': 'linux-image-amd64', 'release': None, 'held': False, 'version': '6.1.112-1'}]
+    other = facts_for(tmp_path / 'b', 'zen2_epyc_7702.txt', files={'/etc/kernel/cmdline': 'root=ZFS=x  boot=zfs\n'})
+    assert other['boot_cmdline'] == {'target': 'kernel_cmdline', 'value': 'root=ZFS=x boot=zfs'}
+    assert other['kernel_packages'] is None

@@ -101,3 +101,16 @@ def test_plan_for_a_version_the_repositories_do_not_have():
     assert ok['default_entry']['command'][0] == 'grub-set-default' and ok['action'] == 'install'
     keep = kp.plan('Debian', 'keep', '6.1.0-26-amd64', 'debian')
     assert keep['action'] == 'pin' and keep['target'] == '6.1.0-26-amd64' and keep['default_entry'] is None
+
+
+def test_keep_plan_from_facts():
+    facts = {'kernel': '6.1.0-26-amd64', 'os': {'family': 'Debian', 'id': 'debian', 'proxmox': False},
+             'kernel_packages': [{'package': 'linux-image-6.1.0-26-amd64', 'release': '6.1.0-26-amd64',
+                                  'held': True}, {'package': 'linux-image-amd64', 'release': None, 'held': False}]}
+    result = kp.keep_plan(facts)
+    assert result['target'] == result['running'] == '6.1.0-26-amd64'
+    assert result['packages'] == ['linux-image-6.1.0-26-amd64'] and result['held'] == ['linux-image-6.1.0-26-amd64']
+    assert result['installed'] == ['6.1.0-26-amd64'] and result['pin']['method'] == 'apt-hold'
+    with pytest.raises(kp.PlanError, match='below the minimum'):
+        kp.keep_plan(dict(facts, kernel='4.19.0-27-amd64'))
+    assert kp.keep_plan(dict(facts, kernel='4.19.0-27-amd64'), allow_old=True)['target'] == '4.19.0-27-amd64'

@@ -1,0 +1,339 @@
+#!/usr/bin/env python3
+"""The real-kernel lab: a Debian VM under QEMU software emulation with an AMD CPU that has SVM.
+
+  python3 tests/lab/vm.py build            build the disk image (cached; rebuilt when its inputs change)
+  python3 tests/lab/vm.py start NAME       boot a throw-away copy of it; prints JSON for Ansible
+  python3 tests/lab/vm.py stop NAME        stop it by its pid (SIGTERM, then SIGKILL) and remove its files
+  python3 tests/lab/vm.py status NAME      print whether it runs
+  python3 tests/lab/vm.py check            exit 0 when this machine can run the lab, else say why (exit 3)
+
+The image is built from Debian packages only (debootstrap, linux-image-amd64, grub-pc,
+openssh-server, systemd-networkd DHCP) on a partitioned raw disk with GRUB in its MBR, so a newly
+installed kernel and the kernel command line are really used at the next boot. An ssh key is made
+at build time and kept next to the image (never in the repository). Each start boots a qcow2
+overlay of the image with `-accel tcg -cpu EPYC,+svm,+npt`: kvm_amd loads for real inside, AVIC
+stays hidden in CPUID (TCG does not emulate it), so force_avic is what turns it on.
+
+Run as root. Files live in $VFIO_AVIC_VM_DIR (default: .build/vm in the checkout).
+Environment: DEBIAN_MIRROR, VFIO_AVIC_VM_SUITE (default bookworm), VFIO_AVIC_VM_TIMEOUT (boot, 300 s).
+"""
+
+import hashlib
+import inspect
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+VM_DIR = os.environ.get('VFIO_AVIC_VM_DIR') or os.path.join(REPO, '.build', 'vm')
+SUITE = os.environ.get('VFIO_AVIC_VM_SUITE', 'bookworm')
+MIRROR = os.environ.get('DEBIAN_MIRROR', 'http://deb.debian.org/debian')
+DISK_MB = 4096
+PART_START = 2048  # sectors: 1 MiB, room for GRUB's core image
+PACKAGES = ('linux-image-amd64', 'grub-pc', 'openssh-server', 'systemd-sysv',
+            'python3', 'python3-apt', 'sudo', 'kmod', 'initramfs-tools', 'ca-certificates', 'procps',
+            'iproute2', 'dbus')
+QEMU_CPU = 'EPYC,+svm,+npt'
+GRUB_DEFAULTS = ('GRUB_DEFAULT=0\nGRUB_TIMEOUT=1\nGRUB_DISTRIBUTOR=Debian\n'
+                 'GRUB_CMDLINE_LINUX_DEFAULT="quiet"\nGRUB_CMDLINE_LINUX="console=ttyS0,115200 net.ifnames=0"\n'
+                 'GRUB_TERMINAL=serial\nGRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200"\n')
+
+
+def say(text):
+    sys.stderr.write('[vm] %s\n' % text)
+    sys.stderr.flush()
+
+
+def run(argv, **kw):
+    """Run a command; its output goes to stderr, stdout is kept for the JSON of start."""
+    say('$ ' + ' '.join(argv))
+    kw.setdefault('stdout', sys.stderr)
+    return subprocess.run(argv, check=True, **kw)
+
+
+def inputs_hash():
+    """What the image is made of: the packages, the suite, and the code that builds and configures it."""
+    digest = hashlib.sha256()
+    digest.update(repr((SUITE, PACKAGES, GRUB_DEFAULTS, DISK_MB, PART_START)).encode())
+    for function in (build, configure, install_grub, mbr, write, losetup):
+        digest.update(inspect.getsource(function).encode())
+    return digest.hexdigest()[:16]
+
+
+def image_paths():
+    return {'image': os.path.join(VM_DIR, 'debian-%s.raw' % SUITE),
+            'stamp': os.path.join(VM_DIR, 'debian-%s.inputs' % SUITE),
+            'key': os.path.join(VM_DIR, 'id_ed25519')}
+
+
+def mbr(total_sectors):
+    """A DOS partition table with one bootable Linux partition from PART_START to the end."""
+    entry = struct.pack('<B3sB3sII', 0x80, b'\xfe\xff\xff', 0x83, b'\xfe\xff\xff', PART_START,
+                        total_sectors - PART_START)
+    return entry + b'\x00' * 48 + b'\x55\xaa'
+
+
+def build(force=False):
+    paths = image_paths()
+    wanted = inputs_hash()
+    if not force and os.path.exists(paths['image']) and os.path.exists(paths['stamp']):
+        with open(paths['stamp']) as handle:
+            if handle.read().strip() == wanted:
+                say('image %s is up to date' % paths['image'])
+                return paths
+    if os.geteuid() != 0:
+        sys.exit('vm.py build must run as root (debootstrap, loop devices)')
+    os.makedirs(VM_DIR, exist_ok=True)
+    start = time.time()
+    if not os.path.exists(paths['key']):
+        run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', 'vfio-avic-lab', '-f', paths['key']])
+    tmp = paths['image'] + '.tmp'
+    if os.path.exists(tmp):
+        os.unlink(tmp)
+    with open(tmp, 'wb') as handle:
+        handle.truncate(DISK_MB * 1024 * 1024)
+        handle.seek(446)
+        handle.write(mbr(DISK_MB * 2048))
+    # No partition devices are needed: one loop device covers the whole disk (for GRUB's
+    # boot sectors), a second one starts at the partition (for the file system).
+    disk = losetup(tmp)
+    part = losetup(tmp, PART_START * 512)
+    mnt = os.path.join(VM_DIR, 'mnt')
+    mounted = []
+    try:
+        run(['mkfs.ext4', '-q', '-L', 'vfio-avic-root', part])
+        os.makedirs(mnt, exist_ok=True)
+        run(['mount', part, mnt])
+        mounted.append(mnt)
+        run(['debootstrap', '--variant=minbase', '--include=' + ','.join(PACKAGES), SUITE, mnt, MIRROR])
+        configure(mnt, paths['key'] + '.pub')
+        for fs, target in (('/dev', 'dev'), ('/proc', 'proc'), ('/sys', 'sys')):
+            path = os.path.join(mnt, target)
+            run(['mount', '--bind', fs, path])
+            mounted.append(path)
+        install_grub(mnt, disk)
+    finally:
+        for path in reversed(mounted):
+            subprocess.run(['umount', '-l', path], check=False)
+        subprocess.run(['losetup', '-d', part], check=False)
+        subprocess.run(['losetup', '-d', disk], check=False)
+    os.rename(tmp, paths['image'])
+    with open(paths['stamp'], 'w') as handle:
+        handle.write(wanted + '\n')
+    say('built %s in %d s' % (paths['image'], time.time() - start))
+    return paths
+
+
+def losetup(path, offset=0):
+    argv = ['losetup', '--find', '--show'] + (['--offset', str(offset)] if offset else []) + [path]
+    return subprocess.run(argv, check=True, stdout=subprocess.PIPE, universal_newlines=True).stdout.strip()
+
+
+def install_grub(root, disk):
+    """GRUB in the MBR gap, booting a minimal grub.cfg; the first boot makes it standard.
+
+    grub-install cannot probe a partition it sees only as a separate loop device, so the image
+    is set up with GRUB's own tools from the chroot (grub-mkimage with a fixed prefix, then
+    grub-bios-setup with a device map); at the first boot vfio-avic-lab-grub.service runs
+    grub-install /dev/vda and update-grub inside the VM, where the disk is a real one.
+    """
+    moddir = os.path.join(root, 'boot', 'grub', 'i386-pc')
+    os.makedirs(moddir, exist_ok=True)
+    source = os.path.join(root, 'usr', 'lib', 'grub', 'i386-pc')
+    for name in os.listdir(source):
+        if name.endswith(('.mod', '.lst', '.img')):
+            shutil.copy(os.path.join(source, name), moddir)
+    run(['chroot', root, 'grub-mkimage', '-O', 'i386-pc', '-o', '/boot/grub/i386-pc/core.img',
+         '-p', '(hd0,msdos1)/boot/grub', 'biosdisk', 'part_msdos', 'ext2'])
+    kernels = sorted(n for n in os.listdir(os.path.join(root, 'boot')) if n.startswith('vmlinuz-'))
+    if not kernels:
+        raise RuntimeError('debootstrap installed no kernel')
+    release = kernels[-1][len('vmlinuz-'):]
+    write(root, '/boot/grub/grub.cfg',
+          'set timeout=1\nserial --unit=0 --speed=115200\nterminal_input serial\nterminal_output serial\n'
+          'menuentry "Debian (first boot)" {\n  linux /boot/vmlinuz-%s root=/dev/vda1 ro %s\n'
+          '  initrd /boot/initrd.img-%s\n}\n' % (release, 'console=ttyS0,115200 net.ifnames=0', release))
+    write(root, '/boot/grub/device.map', '(hd0) %s\n' % disk)
+    run(['chroot', root, '/usr/lib/grub/i386-pc/grub-bios-setup', '-s', '-d', '/boot/grub/i386-pc',
+         '-m', '/boot/grub/device.map', '(hd0)'])
+    os.unlink(os.path.join(root, 'boot', 'grub', 'device.map'))
+
+
+def write(root, rel, text, mode=0o644):
+    path = os.path.join(root, rel.lstrip('/'))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'w') as handle:
+        handle.write(text)
+    os.chmod(path, mode)
+
+
+def configure(root, pubkey):
+    with open(pubkey) as handle:
+        key = handle.read()
+    write(root, '/etc/hostname', 'avic-vm\n')
+    write(root, '/etc/hosts', '127.0.0.1 localhost\n127.0.1.1 avic-vm\n')
+    write(root, '/etc/fstab', '/dev/vda1 / ext4 errors=remount-ro 0 1\n')
+    write(root, '/etc/systemd/system/vfio-avic-lab-grub.service',
+          '[Unit]\nDescription=vfio.avic lab: make GRUB standard on the first boot\n'
+          'ConditionPathExists=!/var/lib/vfio-avic-lab-grub\nBefore=ssh.service\n\n'
+          '[Service]\nType=oneshot\nExecStart=/usr/sbin/grub-install /dev/vda\n'
+          'ExecStart=/usr/sbin/update-grub\nExecStart=/usr/bin/touch /var/lib/vfio-avic-lab-grub\n\n'
+          '[Install]\nWantedBy=multi-user.target\n')
+    write(root, '/etc/default/grub', GRUB_DEFAULTS)
+    write(root, '/etc/systemd/network/10-dhcp.network', '[Match]\nName=eth0 en*\n\n[Network]\nDHCP=yes\n')
+    write(root, '/root/.ssh/authorized_keys', key, 0o600)
+    os.chmod(os.path.join(root, 'root', '.ssh'), 0o700)
+    write(root, '/etc/ssh/sshd_config.d/vfio-avic-lab.conf',
+          'PermitRootLogin prohibit-password\nPasswordAuthentication no\nUseDNS no\n')
+    write(root, '/etc/apt/apt.conf.d/90vfio-avic-lab',
+          'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\n')
+    # QEMU's user network answers DNS on 10.0.2.3
+    write(root, '/etc/resolv.conf', 'nameserver 10.0.2.3\n')
+    for unit in ('systemd-networkd.service', 'ssh.service',
+                 'vfio-avic-lab-grub.service'):
+        wants = os.path.join(root, 'etc', 'systemd', 'system', 'multi-user.target.wants')
+        os.makedirs(wants, exist_ok=True)
+        link = os.path.join(wants, unit)
+        if not os.path.lexists(link):
+            local = os.path.join(root, 'etc', 'systemd', 'system', unit)
+            os.symlink(('/etc/systemd/system/%s' if os.path.exists(local) else '/lib/systemd/system/%s') % unit,
+                       link)
+    # the image has no machine id: each boot of a copy makes its own
+    write(root, '/etc/machine-id', '')
+
+
+def instance_dir(name):
+    if not name.replace('-', '').replace('_', '').isalnum():
+        sys.exit('instance name %r: use letters, digits, - and _' % name)
+    return os.path.join(VM_DIR, 'instances', name)
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def ssh_ready(port, key):
+    probe = subprocess.run(['ssh', '-i', key, '-p', str(port), '-o', 'BatchMode=yes',
+                            '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null',
+                            '-o', 'ConnectTimeout=5', '-o', 'LogLevel=ERROR', 'root@127.0.0.1', 'true'],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    return probe.returncode == 0
+
+
+def pid_of(name):
+    path = os.path.join(instance_dir(name), 'qemu.pid')
+    try:
+        with open(path) as handle:
+            pid = int(handle.read().strip())
+        os.kill(pid, 0)
+        return pid
+    except (IOError, OSError, ValueError):
+        return None
+
+
+def start(name, memory=2048, cpus=2):
+    paths = build()
+    inst = instance_dir(name)
+    if pid_of(name):
+        sys.exit('instance %s already runs (pid %d): stop it first' % (name, pid_of(name)))
+    shutil.rmtree(inst, ignore_errors=True)
+    os.makedirs(inst)
+    disk = os.path.join(inst, 'disk.qcow2')
+    run(['qemu-img', 'create', '-q', '-f', 'qcow2', '-b', paths['image'], '-F', 'raw', disk])
+    port = free_port()
+    console = os.path.join(inst, 'console.log')
+    run(['qemu-system-x86_64', '-name', 'vfio-avic-' + name, '-accel', 'tcg', '-cpu', QEMU_CPU,
+         '-m', str(memory), '-smp', str(cpus), '-drive', 'file=%s,format=qcow2,if=virtio' % disk,
+         '-nic', 'user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:%d-:22' % port,
+         '-display', 'none', '-serial', 'file:' + console, '-monitor', 'none',
+         '-daemonize', '-pidfile', os.path.join(inst, 'qemu.pid')])
+    timeout = int(os.environ.get('VFIO_AVIC_VM_TIMEOUT', '300'))
+    deadline = time.time() + timeout
+    began = time.time()
+    while time.time() < deadline:
+        if not pid_of(name):
+            break
+        if ssh_ready(port, paths['key']):
+            info = {'instance': name, 'address': '127.0.0.1', 'port': port, 'user': 'root',
+                    'identity_file': paths['key'], 'pid': pid_of(name), 'console': console,
+                    'boot_seconds': round(time.time() - began, 1)}
+            with open(os.path.join(inst, 'instance.json'), 'w') as handle:
+                json.dump(info, handle)
+            print(json.dumps(info))
+            return info
+        time.sleep(3)
+    say('the VM did not answer ssh within %d s; its console log follows' % timeout)
+    try:
+        with open(console, errors='replace') as handle:
+            sys.stderr.write(handle.read()[-6000:])
+    except IOError:
+        pass
+    stop(name)
+    sys.exit('VM %s did not come up in %d s' % (name, timeout))
+
+
+def stop(name):
+    pid = pid_of(name)
+    if pid:
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(50):
+            if not pid_of(name):
+                break
+            time.sleep(0.2)
+        else:
+            os.kill(pid, signal.SIGKILL)
+        say('stopped %s (pid %d)' % (name, pid))
+    shutil.rmtree(instance_dir(name), ignore_errors=True)
+
+
+def missing_requirements():
+    """Why this machine cannot run the VM lab (empty when it can)."""
+    why = []
+    if os.geteuid() != 0:
+        why.append('not root')
+    for tool in ('qemu-system-x86_64', 'qemu-img', 'debootstrap', 'losetup', 'mkfs.ext4', 'ssh',
+                 'ssh-keygen'):
+        if not shutil.which(tool):
+            why.append('%s is not installed' % tool)
+    if not os.path.exists('/dev/loop-control'):
+        why.append('no loop devices (/dev/loop-control)')
+    return why
+
+
+def main(argv):
+    if len(argv) >= 2 and argv[1] == 'check':
+        why = missing_requirements()
+        if why:
+            sys.stderr.write('the VM lab cannot run here: %s\n' % '; '.join(why))
+            return 3
+        return 0
+    if len(argv) < 2 or argv[1] not in ('build', 'start', 'stop', 'status'):
+        sys.stderr.write(__doc__)
+        return 2
+    command = argv[1]
+    if command == 'build':
+        build(force='--force' in argv)
+        return 0
+    if len(argv) < 3:
+        sys.stderr.write('vm.py %s needs an instance name\n' % command)
+        return 2
+    if command == 'start':
+        start(argv[2])
+    elif command == 'stop':
+        stop(argv[2])
+    else:
+        pid = pid_of(argv[2])
+        print(json.dumps({'instance': argv[2], 'running': bool(pid), 'pid': pid}))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv))
