@@ -172,8 +172,20 @@ ansible_facts:
         boot_loader:
           description: Boot loader C(kind) (grub, systemd-boot, proxmox-boot-tool, unknown), C(tools), C(files).
           type: dict
+        boot_cmdline:
+          description: >-
+            The kernel command line configured for the next boot; C(target) (C(grub),
+            C(kernel_cmdline), C(grubby), C(none)) and C(value) (null where it cannot be read).
+          type: dict
+          sample: {target: grub, value: quiet amd_iommu=on iommu=pt}
+        kernel_packages:
+          description: >-
+            Installed C(linux-image-*) packages from the dpkg database (C(package), C(release),
+            C(held), C(version)); null where there is no dpkg database.
+          type: list
+          elements: dict
         initramfs:
-          description: Initramfs C(tool) and whether kvm_amd is listed in its configuration.
+          description: Initramfs C(tool), its C(command) and whether kvm_amd is listed in its configuration.
           type: dict
         guests:
           description: Running QEMU processes (pid, name, kvm).
