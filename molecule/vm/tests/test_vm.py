@@ -32,7 +32,10 @@ def test_owned_arguments_and_the_users_are_on_the_running_command_line(host):
 def test_the_backports_kernel_runs_and_is_held(host):
     report = json.loads(host.file('/var/tmp/lab-kernel-report.json').content_string)
     running = host.check_output('uname -r')
-    assert running == report['target'] and '+bpo' in running
+    assert running == report['target']
+    assert running != host.file('/var/tmp/lab-kernel-before').content_string.strip()
+    version = host.check_output("dpkg-query -W -f '${Version}' linux-image-%s" % running)
+    assert '~bpo' in version, 'installed from bookworm-backports: %s' % version
     assert host.check_output('apt-mark showhold').split() == ['linux-image-%s' % running]
     assert report['pinned'] is True and report['reboot_pending'] is False
 
