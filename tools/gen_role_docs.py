@@ -43,8 +43,8 @@ def render():
             if opt.get('choices'):
                 kind += ': ' + ', '.join('`%s`' % c for c in opt['choices'])
             shown = '`%s`' % show(opt['default']) if 'default' in opt else '(required)'
-            out.append('| `%s` | %s | %s | %s |' % (name, text(kind), shown.replace('|', '\\|'),
-                                                  text(opt.get('description', ''))))
+            cells = (name, text(kind), shown.replace('|', '\\|'), text(opt.get('description', '')))
+            out.append('| `%s` | %s | %s | %s |' % cells)
         out.append('')
     return '\n'.join(out)
 

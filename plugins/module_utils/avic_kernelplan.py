@@ -221,7 +221,7 @@ def keep_plan(facts, minimum='5.6', allow_old=False, refuse_known_issues=False):
     validation = validate(running, minimum, allow_old, refuse_known_issues)
     if validation['refusals']:
         raise PlanError(' '.join(validation['refusals']))
-    installed = [p for p in facts.get('kernel_packages') or []]
+    installed = list(facts.get('kernel_packages') or [])
     names = packages(dist, 'keep', running=running)
     return {'running': running, 'target': running, 'dist': dist, 'packages': names,
             'installed': sorted(p['release'] for p in installed if p.get('release')),

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The real-kernel lab: a Debian VM under QEMU software emulation with an AMD CPU that has SVM.
 
   python3 tests/lab/vm.py build            build the disk image (cached; rebuilt when its inputs change)
@@ -286,7 +285,7 @@ def stop(name):
     pid = pid_of(name)
     if pid:
         os.kill(pid, signal.SIGTERM)
-        for _ in range(50):
+        for _attempt in range(50):
             if not pid_of(name):
                 break
             time.sleep(0.2)
