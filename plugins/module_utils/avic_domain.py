@@ -6,7 +6,9 @@
 ``audit_domain(xml, host)`` returns findings; ``host`` needs ``kernel`` (release
 string) and the booleans ``avic`` (AVIC on for the host's kvm_amd) and
 ``x2avic`` (the CPU has x2AVIC). The ``vfio_avic`` fact of avic_facts is such a
-dict. Optional ``nested`` (kvm_amd nested parameter, bool) refines svm.
+dict. Optional ``nested`` (kvm_amd nested parameter, bool) refines svm, and
+``cpu.vendor`` (from the fact) says whether the host is AMD/Hygon at all: a plain
+``{kernel, avic, x2avic}`` dict describes an AMD host.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -21,6 +23,8 @@ from ansible_collections.vfio.avic.plugins.module_utils import avic_kernel
 
 XAPIC_MAX_VCPUS = 255
 SEV_ES_POLICY_BIT = 0x4
+SEV_TYPES = ('sev', 'sev-snp')
+AMD_VENDORS = ('amd', 'hygon')
 HOST_CPU_MODES = ('host-passthrough', 'host-model', 'maximum')
 DISABLED_POLICIES = ('disable', 'forbid')
 REQUIRED_POLICIES = ('require', 'force')
@@ -84,13 +88,46 @@ def normalise_host(host):
     nested = host.get('nested')
     if nested is None and isinstance(host.get('kvm_amd'), dict):
         nested = (host['kvm_amd'].get('parameters') or {}).get('nested')
+    vendor, vendor_id = host_vendor(host)
     return {
+        'vendor': vendor,
+        'vendor_id': vendor_id,
+        'amd': vendor is None or vendor in AMD_VENDORS,
         'kernel': kernel,
         'caps': avic_kernel.capabilities(kernel),
         'avic': _bool(host['avic']),
         'x2avic': _bool(host['x2avic']),
         'nested': None if nested is None else _bool(nested),
     }
+
+
+def host_vendor(host):
+    """(vendor, vendor_id) of the host's CPU from the vfio_avic fact, or (None, None) when the host
+    dict does not say (a plain {kernel, avic, x2avic} dict, or cpuinfo that could not be read).
+
+    avic_cpu reports vendor 'unknown' both for unreadable cpuinfo and for other vendors; only a
+    vendor_id tells them apart.
+    """
+    cpu = host.get('cpu') if isinstance(host, dict) else None
+    if not isinstance(cpu, dict):
+        return None, None
+    vendor = str(cpu.get('vendor') or '').strip().lower() or None
+    vendor_id = cpu.get('vendor_id') or None
+    if vendor in (None, 'unknown') and not vendor_id:
+        return None, None
+    return vendor or 'unknown', vendor_id
+
+
+def parse_sev_policy(text):
+    """libvirt's <launchSecurity><policy> as an int: always hexadecimal, with or without 0x
+    (0x0007, 0007, 7); None when it is not hex."""
+    text = (text or '').strip()
+    if not text:
+        return 0
+    try:
+        return int(text, 16)
+    except ValueError:
+        return None
 
 
 def domain_summary(root):
@@ -120,12 +157,7 @@ def domain_summary(root):
     launch = root.find('launchSecurity')
     sev = None
     if launch is not None:
-        policy_text = (launch.findtext('policy') or '0').strip()
-        try:
-            policy = int(policy_text, 16) if policy_text.lower().startswith('0x') else int(policy_text, 0)
-        except ValueError:
-            policy = 0
-        sev = {'type': launch.get('type'), 'policy': policy}
+        sev = {'type': launch.get('type'), 'policy': parse_sev_policy(launch.findtext('policy'))}
     return {
         'name': root.findtext('name'),
         'type': root.get('type'),
@@ -156,16 +188,23 @@ def _check_cpu_mode(s, host, out):
         return
     what = 'has no <cpu> element (QEMU default model)' if s['cpu_mode'] is None \
         else "uses cpu mode %r" % s['cpu_mode']
+    kvm = s['type'] == 'kvm'
     out.append(finding(
         'cpu_mode_not_host', WARNING,
-        'The guest %s: a named model may lack the host features AVIC guests rely on, such as '
-        'invtsc.' % what,
-        "Use <cpu mode='host-passthrough'> (host-model also carries the flags)."))
+        'The guest %s: a named model may lack host features the tuned guests rely on, such as '
+        'invtsc and topoext (reported: the seed guide uses host-passthrough; AVIC itself does not '
+        'depend on the CPU model).%s'
+        % (what, '' if kvm else " The domain is not type='kvm', so the fix keeps its model (QEMU TCG "
+           'cannot run the host CPU model).'),
+        "Use <cpu mode='host-passthrough'> (host-model also carries the flags)" +
+        ('.' if kvm else " once the domain is type='kvm'.")))
 
 
 def _check_x2apic(s, host, out):
     if _disabled(s, 'x2apic'):
         return
+    if s['vcpus'] > XAPIC_MAX_VCPUS:
+        return  # x2apic must stay: _check_vcpus reports too_many_vcpus where it matters
     caps = host['caps']
     if host['x2avic'] and caps['x2avic']:
         return
@@ -175,8 +214,9 @@ def _check_x2apic(s, host, out):
                'has x2apic (known)' % host['kernel']['release'])
     else:
         severity = WARNING
-        why = ('the host has no x2AVIC: an x2APIC guest runs AVIC in hybrid mode, its EOI and IPI '
-               'writes still exit to KVM (known; how much gain remains is not measured)')
+        why = ('the host has no x2AVIC: kernel %s runs an x2APIC guest in a hybrid mode where its '
+               'x2APIC register accesses (EOI, ICR) exit to KVM (known from the kernel source); how '
+               'much of the AVIC gain remains in that mode is unverified' % host['kernel']['release'])
     out.append(finding(
         'x2apic_exposed', severity,
         'x2apic is not disabled in the guest CPU (QEMU with KVM exposes it on every model) and %s.'
@@ -189,14 +229,15 @@ def _check_svm(s, host, out):
     if _disabled(s, 'svm'):
         return
     explicit = s['cpu_features'].get('svm') in REQUIRED_POLICIES
-    if not explicit and s['cpu_mode'] not in HOST_CPU_MODES:
-        return
+    # Not only host CPUs carry svm: QEMU's default qemu64 and the EPYC models have it too; KVM
+    # passes it to the guest only while kvm_amd runs with nested=1.
     fix = "Add <feature policy='disable' name='svm'/> to <cpu> unless the guest runs its own VMs."
     if host['nested'] is False and not explicit:
         out.append(finding(
             'svm_exposed', INFO,
-            'svm is not disabled in the guest CPU; the host runs kvm_amd with nested=0, so it is not '
-            'exposed now, but would be after nested=1.', fix))
+            'svm is not disabled in the guest CPU (host-passthrough, qemu64 and the EPYC models carry '
+            'it); the host runs kvm_amd with nested=0, so KVM does not expose it now (known), but '
+            'would after nested=1.', fix))
         return
     if host['caps']['nested_coexist']:
         out.append(finding(
@@ -229,12 +270,21 @@ def _check_hyperv(s, host, out):
         return
     avic_on = hv.get('avic', False)
     if hv.get('mode') == 'passthrough':
-        out.append(finding(
-            'hyperv_passthrough', WARNING,
-            "Hyper-V mode='passthrough' turns on every enlightenment the host offers, SynIC "
-            'included, which inhibits AVIC unless the guest is told to use AVIC (hv-avic).',
-            "Use <hyperv mode='custom'> with the enlightenments listed, and <avic state='on'/> if "
-            'SynIC stays.'))
+        if avic_on:
+            out.append(finding(
+                'hyperv_passthrough', INFO,
+                "Hyper-V mode='passthrough' turns on every enlightenment the host offers, SynIC "
+                "included; <avic state='on'/> tells Windows not to use AutoEOI, so AVIC can stay on "
+                '(known). Passthrough guests cannot migrate safely.',
+                "Prefer <hyperv mode='custom'> with the enlightenments listed."))
+        else:
+            out.append(finding(
+                'hyperv_passthrough', INHIBIT,
+                "Hyper-V mode='passthrough' turns on every enlightenment the host offers, SynIC "
+                'included: Windows then uses AutoEOI, which inhibits AVIC for the whole VM (known, '
+                "HYPERV), unless <avic state='on'/> (hv-avic) is also given.",
+                "Use <hyperv mode='custom'> with the enlightenments listed and without <synic> and "
+                "<stimer>, or add <avic state='on'/> (libvirt >= 8.10)."))
     if hv.get('synic') and not avic_on:
         out.append(finding(
             'hyperv_synic', INHIBIT,
@@ -291,30 +341,55 @@ def _check_vcpus(s, host, out):
     out.append(finding(
         'too_many_vcpus', INHIBIT,
         'The guest has %d vCPUs: xAPIC AVIC tables hold APIC IDs 0-254 only, so more need x2AVIC '
-        '(Zen 4 or later, kernel >= 6.0) (known).' % s['vcpus'],
+        '(Zen 4 or later, kernel >= 6.0) (known). x2apic must stay in its CPU: QEMU refuses APIC '
+        'IDs above 254 without x2APIC.' % s['vcpus'],
         'Use at most 255 vCPUs, or run the guest on an x2AVIC host.'))
 
 
 def _check_sev(s, host, out):
     sev = s['sev']
-    if not sev:
+    if not sev or sev['type'] not in SEV_TYPES:
         return
-    if sev['type'] == 'sev-snp' or (sev['type'] == 'sev' and sev['policy'] & SEV_ES_POLICY_BIT):
-        kind = 'SEV-SNP' if sev['type'] == 'sev-snp' else 'SEV-ES'
-        out.append(finding(
-            'sev_guest', INHIBIT,
-            '%s guest: KVM inhibits AVIC for it (known, SEV).' % kind,
-            'None: this is a property of encrypted-state guests; report only.'))
+    if sev['type'] == 'sev-snp':
+        kind = 'SEV-SNP'
+    elif sev['policy'] is not None and sev['policy'] & SEV_ES_POLICY_BIT:
+        kind = 'SEV-ES'
+    else:
+        kind = 'SEV'
+    out.append(finding(
+        'sev_guest', INHIBIT,
+        '%s guest: KVM sets the SEV inhibit when it initialises any SEV guest, plain SEV, SEV-ES or '
+        'SEV-SNP, so AVIC stays off for it (known, SEV).' % kind,
+        'None: this is a property of encrypted guests; report only.'))
 
 
 RULES = (_check_type, _check_cpu_mode, _check_x2apic, _check_svm, _check_pit, _check_hyperv,
          _check_irqchip, _check_vcpus, _check_sev)
 
 
+def not_amd_finding(host):
+    """The one finding for a host whose CPU is not AMD/Hygon (``host`` normalised)."""
+    what = host['vendor_id'] or host['vendor']
+    if host['vendor'] == 'intel':
+        apic = ('Intel has APICv instead (kvm_intel enable_apicv, on by default), which needs none '
+                'of these guest settings')
+    else:
+        apic = 'AVIC is an AMD/Hygon feature'
+    return finding(
+        'not_amd', INFO,
+        'The host CPU is %s, not AMD or Hygon: the AVIC rules do not apply (known; %s).' % (what, apic),
+        'Nothing to change: vfio.avic.avic_domain leaves the domain as it is on this host.')
+
+
 def audit_domain(xml_text, host, name=None):
-    """Findings for one domain XML on a host; raises DomainXMLError / HostFactsError."""
+    """Findings for one domain XML on a host; raises DomainXMLError / HostFactsError.
+
+    On a host whose CPU is not AMD/Hygon the only finding is ``not_amd`` (info).
+    """
     root = parse_domain(xml_text, name)
     norm = normalise_host(host)
+    if not norm['amd']:
+        return [not_amd_finding(norm)]
     summary = domain_summary(root)
     out = []
     for rule in RULES:

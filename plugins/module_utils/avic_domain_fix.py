@@ -7,7 +7,10 @@ fix_domain() audits the XML with avic_domain.audit_domain() and repairs what eac
 names, as the options choose; everything else of the document (devices, metadata, the
 qemu:commandline and other namespaces, comments, element and attribute order) is kept.
 What cannot be fixed in the XML (too many vCPUs, SEV guests, a non-KVM domain) stays in
-the findings after the fix.
+the findings after the fix. On a host whose CPU is not AMD/Hygon nothing is changed.
+
+parse_virsh_version() and hv_avic_caps() read what this libvirt and QEMU can do from
+``virsh version --daemon``; normalise_xml() gives the form the fix writes, for diffs.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -33,10 +36,67 @@ CHOICES = {
 }
 DEFAULTS = dict((key, 'auto') for key in CHOICES)
 _NS_DECL = re.compile(r'xmlns:([A-Za-z_][\w.-]*)\s*=\s*["\']([^"\']+)["\']')
+HV_AVIC_LIBVIRT = (8, 10)
+HV_AVIC_QEMU = (6, 2)
+# QEMU's default CPU model when a domain has no <cpu> element
+DEFAULT_MODELS = {'i686': 'qemu32'}
+DEFAULT_MODEL = 'qemu64'
+_VERSION_LINES = {
+    'daemon': re.compile(r'^\s*Running against daemon:\s*(\d+)\.(\d+)(?:\.(\d+))?', re.M),
+    'library': re.compile(r'^\s*Using library:\s*libvirt\s+(\d+)\.(\d+)(?:\.(\d+))?', re.M),
+    'hypervisor': re.compile(r'^\s*Running hypervisor:\s*QEMU\s+(\d+)\.(\d+)(?:\.(\d+))?', re.M),
+}
 
 
 class FixOptionError(ValueError):
     """An option value the fixer does not know (named in the message)."""
+
+
+class HvAvicUnsupported(FixOptionError):
+    """hyperv=avic was asked for, but this libvirt/QEMU cannot set <avic state='on'/>."""
+
+
+def _triple(match):
+    if not match:
+        return None
+    return tuple(int(g or 0) for g in match.groups())
+
+
+def version_text(version):
+    return '.'.join(str(v) for v in version) if version else 'unknown'
+
+
+def parse_virsh_version(text):
+    """Versions from ``virsh version --daemon``: {'libvirt', 'library', 'qemu'}, each a
+    (major, minor, micro) tuple or None.
+
+    ``libvirt`` is the daemon's version ("Running against daemon"), which decides what the
+    domain XML may contain; it falls back to the client library when virsh printed no daemon
+    line. ``qemu`` is the "Running hypervisor: QEMU x.y.z" line only ("Using API: QEMU" names
+    the libvirt driver API version, not QEMU's).
+    """
+    text = text or ''
+    library = _triple(_VERSION_LINES['library'].search(text))
+    daemon = _triple(_VERSION_LINES['daemon'].search(text))
+    return {'libvirt': daemon or library, 'library': library,
+            'qemu': _triple(_VERSION_LINES['hypervisor'].search(text))}
+
+
+def hv_avic_caps(versions):
+    """{'hv_avic': bool, 'hv_avic_reason': str or None, 'libvirt': 'x.y.z', 'qemu': 'x.y.z'}:
+    whether <avic state='on'/> can be used (libvirt >= 8.10 [doc], QEMU hv-avic >= 6.2 [?])."""
+    libvirt, qemu = versions.get('libvirt'), versions.get('qemu')
+    caps = {'hv_avic': True, 'hv_avic_reason': None,
+            'libvirt': version_text(libvirt), 'qemu': version_text(qemu)}
+    if libvirt is None:
+        caps.update(hv_avic=False, hv_avic_reason='libvirt version unknown (virsh version printed none)')
+    elif libvirt[:2] < HV_AVIC_LIBVIRT:
+        caps.update(hv_avic=False, hv_avic_reason='libvirt %s is older than %d.%d'
+                    % ((version_text(libvirt),) + HV_AVIC_LIBVIRT))
+    elif qemu is not None and qemu[:2] < HV_AVIC_QEMU:
+        caps.update(hv_avic=False, hv_avic_reason='QEMU %s is older than %d.%d'
+                    % ((version_text(qemu),) + HV_AVIC_QEMU))
+    return caps
 
 
 def check_options(options):
@@ -76,13 +136,18 @@ def _serialise(root):
     return out.getvalue().decode('utf-8') + '\n'
 
 
+def normalise_xml(xml_text, name=None):
+    """``xml_text`` parsed and written back the way fix_domain() writes a changed domain, so a
+    diff between the two shows only what the fix changed."""
+    return _serialise(_parse(xml_text, name))
+
+
 def _child(parent, tag, attrib=None, before=None):
     """The first ``tag`` child of ``parent``, created (with ``attrib``) when missing."""
     found = parent.find(tag)
     if found is not None:
         return found
     element = ET.Element(tag, attrib or {})
-    element.tail = parent.text if len(parent) == 0 else parent[-1].tail
     index = len(parent)
     if before:
         for i, child in enumerate(parent):
@@ -92,17 +157,52 @@ def _child(parent, tag, attrib=None, before=None):
     if len(parent) == 0:
         parent.text = (parent.text or '\n') + '  '
         element.tail = '\n'
+    elif index < len(parent):
+        # between siblings: same indentation as the element it goes before
+        element.tail = parent[index - 1].tail if index else parent.text
+    else:
+        # last: takes the closing indentation, the previous last gets a sibling's
+        element.tail = parent[-1].tail
+        parent[-1].tail = parent[-2].tail if len(parent) > 1 else parent.text
     parent.insert(index, element)
     return element
 
 
-def _cpu(root):
-    return _child(root, 'cpu', {'mode': 'host-passthrough', 'check': 'none', 'migratable': 'on'},
-                  before=('clock', 'on_poweroff', 'on_reboot', 'on_crash', 'pm', 'devices'))
+def _host_cpu_allowed(root, opts):
+    """A <cpu> created by the fix may be host-passthrough only for a KVM domain whose CPU mode
+    the fix may change; otherwise it keeps QEMU's default model, as the domain runs today."""
+    return root.get('type') == 'kvm' and opts['cpu_mode'] == 'auto'
 
 
-def _feature(root, name, policy):
-    cpu = _cpu(root)
+def _cpu(root, host_cpu=True):
+    """The domain's <cpu>, created when missing: host-passthrough where ``host_cpu`` allows it,
+    else mode='custom' with QEMU's default model (what a domain without <cpu> runs)."""
+    before = ('clock', 'on_poweroff', 'on_reboot', 'on_crash', 'pm', 'devices')
+    if host_cpu:
+        return _child(root, 'cpu', {'mode': 'host-passthrough', 'check': 'none', 'migratable': 'on'},
+                      before=before)
+    return _child(root, 'cpu', {'mode': 'custom', 'match': 'exact', 'check': 'none'}, before=before)
+
+
+def _default_model(root, cpu):
+    """libvirt refuses CPU features without a model in mode='custom': give such a <cpu> QEMU's
+    default model, which is what it runs today."""
+    if cpu.get('mode', 'custom') != 'custom' or cpu.find('model') is not None:
+        return
+    os_type = root.find('os/type')
+    model = ET.Element('model', {'fallback': 'forbid'})
+    model.text = DEFAULT_MODELS.get(os_type.get('arch') if os_type is not None else None, DEFAULT_MODEL)
+    if len(cpu):
+        model.tail = cpu.text if cpu.text and not cpu.text.strip() else '\n    '
+    else:
+        cpu.text = '\n    '
+        model.tail = '\n  '
+    cpu.insert(0, model)
+
+
+def _feature(root, name, policy, host_cpu=True):
+    cpu = _cpu(root, host_cpu)
+    _default_model(root, cpu)
     for feat in cpu.findall('feature'):
         if feat.get('name') == name:
             if feat.get('policy') == policy:
@@ -112,7 +212,8 @@ def _feature(root, name, policy):
     element = ET.Element('feature', {'policy': policy, 'name': name})
     element.tail = cpu[-1].tail if len(cpu) else '\n  '
     if len(cpu):
-        cpu[-1].tail = cpu[0].tail if cpu[0].tail else '\n    '
+        indent = cpu.text if cpu.text and not cpu.text.strip() else None
+        cpu[-1].tail = indent or cpu[0].tail or '\n    '
     else:
         cpu.text = '\n    '
     cpu.append(element)
@@ -167,7 +268,20 @@ def _fix_hyperv(root, ids, opts, caps, changes, notes):
     hyperv = root.find('features/hyperv')
     if hyperv is None:
         return
+    avic_el = hyperv.find('avic')
+    if 'hyperv_passthrough' in ids and (avic_el is None or avic_el.get('state', 'on') != 'on'):
+        notes.append("hyperv: mode='passthrough' is left as it is (its enlightenments are whatever "
+                     "the host offers): use mode='custom' without synic and stimer, or add "
+                     "<avic state='on'/>, to keep AVIC")
     strategy = opts['hyperv']
+    if strategy == 'avic' and caps.get('hv_avic') is False \
+            and {'hyperv_synic', 'hyperv_stimer'} & ids:
+        raise HvAvicUnsupported(
+            "hyperv: avic needs <avic state='on'/>, which this host cannot use: %s (libvirt %s, "
+            "QEMU %s; it needs libvirt >= %d.%d and QEMU >= %d.%d). Use hyperv: remove (or auto) to "
+            'drop SynIC and stimer instead; nothing was changed.'
+            % ((caps.get('hv_avic_reason'), caps.get('libvirt', 'unknown'), caps.get('qemu', 'unknown'))
+               + HV_AVIC_LIBVIRT + HV_AVIC_QEMU))
     if strategy == 'auto':
         strategy = 'avic' if caps.get('hv_avic') else 'remove'
         if not caps.get('hv_avic') and ({'hyperv_synic', 'hyperv_stimer'} & ids):
@@ -190,7 +304,7 @@ def _fix_hyperv(root, ids, opts, caps, changes, notes):
         timer.set('present', 'yes')
         changes.append("clock: <timer name='hypervclock' present='yes'/>")
     if 'invtsc_missing' in ids and opts['invtsc'] == 'auto':
-        if _feature(root, 'invtsc', 'require'):
+        if _feature(root, 'invtsc', 'require', _host_cpu_allowed(root, opts)):
             changes.append("cpu: <feature policy='require' name='invtsc'/>")
 
 
@@ -198,44 +312,73 @@ def fix_domain(xml_text, host, options=None, caps=None, name=None):
     """Return {xml, changed, changes, notes, findings_before, findings_after}.
 
     ``host`` is what avic_domain.audit_domain() takes (the vfio_avic fact); ``caps`` says
-    what this libvirt/QEMU can do: {'hv_avic': bool, 'hv_avic_reason': str}. ``options``
-    are CHOICES keys; ``nested: true`` keeps svm. A fix can reveal another finding (a guest
+    what this libvirt/QEMU can do: hv_avic_caps() of this host's ``virsh version``, or
+    {'hv_avic': bool, 'hv_avic_reason': str} (an absent hv_avic means not checked). ``options`` are
+    CHOICES keys; ``nested: true`` keeps svm. A fix can reveal another finding (a guest
     without <cpu> gets host-passthrough, which then exposes svm), so passes repeat until
     nothing changes.
+
+    Raises HvAvicUnsupported when ``hyperv: avic`` is asked for a guest with SynIC and
+    ``caps`` say (hv_avic: false) this host cannot use it, FixOptionError for bad options,
+    avic_domain.DomainXMLError / HostFactsError for bad input.
     """
     options = dict(options or {})
     nested = bool(options.pop('nested', False))
     opts = check_options(options)
     before = avic_domain.audit_domain(xml_text, host, name)
+    if not avic_domain.normalise_host(host)['amd']:
+        return {'xml': xml_text, 'changed': False, 'changes': [],
+                'notes': ['the host CPU is not AMD/Hygon: AVIC does not apply, the domain is left '
+                          'as it is'],
+                'findings_before': before, 'findings_after': before}
     current, findings, changes, notes = xml_text, before, [], []
     for _pass in range(3):
         step_changes, step_notes = [], []
         root = _parse(current, name)
         _apply(root, findings, opts, caps or {}, nested, step_changes, step_notes)
+        notes.extend(n for n in step_notes if n not in notes)
         if not step_changes:
             break
         changes.extend(step_changes)
-        notes.extend(n for n in step_notes if n not in notes)
         current = _serialise(root)
         findings = avic_domain.audit_domain(current, host, name)
     return {'xml': current, 'changed': bool(changes), 'changes': changes, 'notes': notes,
             'findings_before': before, 'findings_after': findings}
 
 
+def _vcpus(root):
+    try:
+        return int((root.findtext('vcpu') or '1').strip())
+    except ValueError:
+        return 1
+
+
 def _apply(root, findings, opts, caps, nested, changes, notes):
     ids = set(f['id'] for f in findings)
+    kvm = root.get('type') == 'kvm'
+    host_cpu = _host_cpu_allowed(root, opts)
     if 'cpu_mode_not_host' in ids and opts['cpu_mode'] == 'auto':
-        cpu = _cpu(root)
-        cpu.set('mode', 'host-passthrough')
-        for tag in ('model', 'vendor'):
-            for element in cpu.findall(tag):
-                cpu.remove(element)
-        changes.append("cpu: mode='host-passthrough'")
-    if 'x2apic_exposed' in ids and opts['x2apic'] in ('auto', 'disable'):
-        if _feature(root, 'x2apic', 'disable'):
+        if kvm:
+            cpu = _cpu(root)
+            cpu.set('mode', 'host-passthrough')
+            for tag in ('model', 'vendor'):
+                for element in cpu.findall(tag):
+                    cpu.remove(element)
+            changes.append("cpu: mode='host-passthrough'")
+        else:
+            notes.append("cpu_mode: kept, the domain is type=%r, not 'kvm': QEMU TCG cannot run the "
+                         'host CPU model (host-passthrough/host-model)' % root.get('type'))
+    vcpus = _vcpus(root)
+    if vcpus > avic_domain.XAPIC_MAX_VCPUS and opts['x2apic'] in ('auto', 'disable') \
+            and root.find("cpu/feature[@name='x2apic']") is None:
+        if opts['x2apic'] == 'disable' or 'too_many_vcpus' in ids:
+            notes.append('x2apic: kept, the guest has %d vCPUs and QEMU refuses APIC IDs above 254 '
+                         'without x2APIC (too_many_vcpus: AVIC for it needs an x2AVIC host)' % vcpus)
+    elif 'x2apic_exposed' in ids and opts['x2apic'] in ('auto', 'disable'):
+        if _feature(root, 'x2apic', 'disable', host_cpu):
             changes.append("cpu: <feature policy='disable' name='x2apic'/>")
     if 'svm_exposed' in ids and not nested and opts['svm'] in ('auto', 'disable'):
-        if _feature(root, 'svm', 'disable'):
+        if _feature(root, 'svm', 'disable', host_cpu):
             changes.append("cpu: <feature policy='disable' name='svm'/>")
     if 'pit_reinject' in ids and opts['pit'] == 'auto':
         timer = _timer(root, 'pit')

@@ -44,6 +44,19 @@ def _sub(parent, tag, attrib=None, text=None):
     return element
 
 
+def disk_target(prefix, index):
+    """Target device name of the ``index``-th disk (0-based) on a bus: vda ... vdz, vdaa, vdab ...
+    (the kernel's own naming after z)."""
+    if index < 0:
+        raise ValueError('disk index must not be negative')
+    letters = ''
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        letters = 'abcdefghijklmnopqrstuvwxyz'[rest] + letters
+    return prefix + letters
+
+
 def pci_address(text, guest):
     match = _PCI.match(str(text).strip())
     if not match:
@@ -102,11 +115,16 @@ def build(spec):
         for tag in ('relaxed', 'vpindex', 'runtime', 'synic', 'stimer', 'frequencies'):
             _sub(hyperv, tag, {'state': 'on'})
         _sub(hyperv, 'spinlocks', {'state': 'on', 'retries': 8191})
-    _sub(root, 'cpu', {'mode': 'host-passthrough', 'check': 'none', 'migratable': 'on'})
+    if dtype == 'kvm':
+        _sub(root, 'cpu', {'mode': 'host-passthrough', 'check': 'none', 'migratable': 'on'})
+    else:  # QEMU TCG cannot run the host CPU model: QEMU's default model, named
+        cpu = _sub(root, 'cpu', {'mode': 'custom', 'match': 'exact', 'check': 'none'})
+        _sub(cpu, 'model', {'fallback': 'forbid'}, 'qemu64')
     clock = _sub(root, 'clock', {'offset': 'localtime' if profile == 'windows' else 'utc'})
     _sub(clock, 'timer', {'name': 'rtc', 'tickpolicy': 'catchup'})
     _sub(clock, 'timer', {'name': 'hpet', 'present': 'no'})
     devices = _sub(root, 'devices')
+    per_bus = {}
     for index, disk in enumerate(spec.get('disks') or []):
         path = disk.get('path') if isinstance(disk, dict) else disk
         if not isinstance(path, str) or not path.startswith('/'):
@@ -118,8 +136,9 @@ def build(spec):
         el = _sub(devices, 'disk', {'type': 'block' if path.startswith('/dev/') else 'file', 'device': device})
         _sub(el, 'driver', {'name': 'qemu', 'type': fmt})
         _sub(el, 'source', {'dev' if path.startswith('/dev/') else 'file': path})
-        letter = 'abcdefghijklmnopqrstuvwxyz'[index % 26]
-        _sub(el, 'target', {'dev': ('vd' if bus == 'virtio' else 'sd') + letter, 'bus': bus})
+        prefix = {'virtio': 'vd', 'ide': 'hd'}.get(bus, 'sd')
+        _sub(el, 'target', {'dev': disk_target(prefix, per_bus.get(prefix, 0)), 'bus': bus})
+        per_bus[prefix] = per_bus.get(prefix, 0) + 1
         if device == 'cdrom':
             _sub(el, 'readonly')
     if spec.get('bridge'):

@@ -21,7 +21,11 @@ description:
   - A running guest is never stopped or restarted unless O(restart=true); then it is shut down
     gracefully, and started again once it is off. If it does not stop within O(shutdown_timeout) it is
     left running and the module fails, unless O(force_off=true).
-  - With O(xml), a domain that does not exist yet is defined from that XML (made AVIC-friendly first).
+  - With O(xml), a domain that does not exist yet is defined from that XML (made AVIC-friendly first);
+    with O(state=audited) the XML is only audited and nothing is defined.
+  - On a host whose CPU is not AMD or Hygon the only finding is C(not_amd) and nothing is changed.
+  - A domain that is not C(type='kvm') (QEMU TCG) is audited as usual, but its CPU is never switched
+    to C(host-passthrough), which TCG cannot run.
 author:
   - vfio.avic maintainers (@vfio-avic)
 options:
@@ -67,7 +71,10 @@ options:
   hyperv:
     description:
       - C(avic) keeps SynIC and stimer and adds C(<avic state='on'/>); C(remove) drops SynIC and stimer;
-        C(auto) uses C(avic) where libvirt (8.10 or later) and QEMU (6.2 or later) support it, else C(remove).
+        C(auto) uses C(avic) where libvirt (8.10 or later) and QEMU (6.2 or later) support it, else C(remove)
+        (with a note).
+      - The versions are those of the running daemon and hypervisor (C(virsh version --daemon)). An explicit
+        C(avic) on a host that cannot use it fails, naming both versions, and changes nothing.
     type: str
     choices: [auto, avic, remove, keep]
     default: auto
@@ -94,12 +101,16 @@ options:
     choices: [auto, qemu, keep]
     default: auto
   cpu_mode:
-    description: C(auto) switches a named CPU model to C(host-passthrough).
+    description:
+      - C(auto) switches a named CPU model (or a missing C(<cpu>)) to C(host-passthrough), for
+        C(type='kvm') domains only.
     type: str
     choices: [auto, keep]
     default: auto
   restart:
-    description: Restart a running guest whose definition changed, gracefully.
+    description:
+      - Restart a running guest, gracefully, when it still runs an older definition than the persistent
+        one (fixed now or in an earlier run). A paused guest is not restarted; it is reported.
     type: bool
     default: false
   force_off:
@@ -110,6 +121,12 @@ options:
     description: Seconds to wait for a graceful shutdown.
     type: int
     default: 180
+  root:
+    description:
+      - Directory to read this host's CPU, kernel and C(kvm_amd) state below instead of C(/), as
+        C(vfio.avic.avic_facts) does (a recorded fixture tree). C(virsh) still talks to O(uri).
+    type: path
+    default: /
 attributes:
   check_mode:
     support: full
@@ -134,6 +151,12 @@ EXAMPLES = r'''
     state: fixed
     hyperv: avic
   register: win11
+
+- name: Restart it too if it still runs an older definition (also one fixed in an earlier run)
+  vfio.avic.avic_domain:
+    name: win11
+    state: fixed
+    restart: true
 
 - name: Say when a restart is needed
   ansible.builtin.debug:
@@ -163,17 +186,21 @@ notes:
   type: list
   elements: str
 active:
-  description: Whether the domain was running.
+  description: Whether the domain was running, paused or suspended (it runs its live definition).
   returned: always
   type: bool
+domain_state:
+  description: The domain's state as C(virsh domstate) printed it before the module ran, or null.
+  returned: always
+  type: str
 defined:
   description: Whether the domain was newly defined from O(xml).
   returned: always
   type: bool
 restart_required:
   description: >-
-    The domain runs with an older definition that still has findings the persistent one no longer
-    has (fixed now or in an earlier run); a restart applies it.
+    The domain runs (or is paused) with an older definition: changed now, or with findings the
+    persistent one no longer has (fixed in an earlier run); a restart applies it.
   returned: always
   type: bool
 restarted:
@@ -185,7 +212,9 @@ backup:
   returned: always
   type: str
 hv_avic:
-  description: Whether this libvirt and QEMU support C(<avic state='on'/>), and why not.
+  description: >-
+    Whether this libvirt and QEMU support C(<avic state='on'/>) (C(hv_avic)), why not
+    (C(hv_avic_reason)), and the versions read (C(libvirt), C(qemu)).
   returned: always
   type: dict
 '''
@@ -200,6 +229,10 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.vfio.avic.plugins.module_utils import avic_domain, avic_domain_fix, avic_gather
 
 FIX_OPTIONS = ('x2apic', 'svm', 'pit', 'hyperv', 'vapic', 'hypervclock', 'invtsc', 'ioapic', 'cpu_mode')
+# virsh domstate words of a domain whose QEMU process runs its live definition
+RUNNING_STATES = ('running', 'idle', 'blocked', 'in shutdown')
+PAUSED_STATES = ('paused', 'pmsuspended')
+STOPPED_STATES = ('shut off', 'crashed')
 
 
 class Virsh(object):
@@ -216,35 +249,30 @@ class Virsh(object):
             text = ' '.join((err or out).split())
             if 'failed to connect' in text.lower():
                 self.module.fail_json(msg='libvirt is not reachable at %s: %s (is libvirtd running?)'
-                                          % (self.module.params['uri'], text))
-            self.module.fail_json(msg='virsh %s failed: %s' % (' '.join(args), text))
+                                          % (self.module.params['uri'], text), **kw.get('result', {}))
+            self.module.fail_json(msg='virsh %s failed: %s' % (' '.join(args), text), **kw.get('result', {}))
         return rc, out, err
 
 
-def _version(text, what):
-    match = re.search(r'%s (\d+)\.(\d+)' % what, text or '')
-    return (int(match.group(1)), int(match.group(2))) if match else None
-
-
 def hv_avic_support(virsh):
-    _rc, out, _err = virsh.run('version', ok_fail=True)
-    libvirt = _version(out, 'libvirt')
-    qemu = _version(out, 'QEMU')
-    if libvirt is None or libvirt < (8, 10):
-        return {'hv_avic': False, 'hv_avic_reason': 'libvirt %s' % ('.'.join(map(str, libvirt)) if libvirt else 'version unknown')}
-    if qemu is not None and qemu < (6, 2):
-        return {'hv_avic': False, 'hv_avic_reason': 'QEMU %d.%d' % qemu}
-    return {'hv_avic': True, 'hv_avic_reason': None}
+    """hv_avic_caps() of the running daemon and hypervisor."""
+    _rc, out, _err = virsh.run('version', '--daemon', ok_fail=True)
+    return avic_domain_fix.hv_avic_caps(avic_domain_fix.parse_virsh_version(out))
 
 
-def domstate(virsh, name):
-    _rc, out, _err = virsh.run('domstate', name)
+def domstate(virsh, name, result=None):
+    _rc, out, _err = virsh.run('domstate', '--domain', name, result=result or {})
     return out.strip()
+
+
+def is_active(state):
+    """A running or paused/suspended domain still runs its live (older) definition."""
+    return state in RUNNING_STATES or state in PAUSED_STATES
 
 
 def live_differs(virsh, host, name, persistent_findings):
     """True when the running guest still has findings its persistent definition no longer has."""
-    _rc, live_xml, _err = virsh.run('dumpxml', name)
+    _rc, live_xml, _err = virsh.run('dumpxml', '--domain', name)
     try:
         live = avic_domain.audit_domain(live_xml, host, name)
     except avic_domain.DomainXMLError:
@@ -252,21 +280,55 @@ def live_differs(virsh, host, name, persistent_findings):
     return bool(set(f['id'] for f in live) - set(f['id'] for f in persistent_findings))
 
 
-def restart(module, virsh, name):
+def backup_path(directory, name, now=None):
+    """A backup file name that no other backup of this domain has: the time to the microsecond,
+    and a counter should the clock give the same value twice."""
+    now = time.time() if now is None else now
+    stamp = time.strftime('%Y%m%dT%H%M%S', time.localtime(now)) + '.%06d' % int((now % 1) * 1000000)
+    base = os.path.join(directory, '%s-%s' % (re.sub(r'[^A-Za-z0-9_.-]', '_', name), stamp))
+    path, counter = base + '.xml', 1
+    while os.path.exists(path):
+        path = '%s-%d.xml' % (base, counter)
+        counter += 1
+    return path
+
+
+def write_backup(directory, name, text):
+    if not os.path.isdir(directory):
+        os.makedirs(directory, 0o700)
+    while True:
+        path = backup_path(directory, name)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError:
+            if os.path.exists(path):
+                continue
+            raise
+        with os.fdopen(fd, 'w') as handle:
+            handle.write(text)
+        os.chmod(path, 0o600)
+        return path
+
+
+def restart(module, virsh, name, result):
+    """Shut the domain down gracefully and start it again; on a timeout without force_off it is left
+    running and the module fails with what was already done (changed, backup)."""
     timeout = module.params['shutdown_timeout']
-    virsh.run('shutdown', name)
+    virsh.run('shutdown', '--domain', name, result=result)
     deadline = time.time() + timeout
-    while time.time() < deadline:
-        if domstate(virsh, name) in ('shut off', 'crashed'):
+    while True:
+        if domstate(virsh, name, result) in STOPPED_STATES:
             break
-        time.sleep(2)
-    else:
-        if not module.params['force_off']:
-            module.fail_json(msg='domain %s did not shut down within %d s: it is left running with its old '
-                                 'definition (the new one is saved); shut it down yourself, or set '
-                                 'force_off: true' % (name, timeout), restart_required=True)
-        virsh.run('destroy', name)
-    virsh.run('start', name)
+        if time.time() >= deadline:
+            if not module.params['force_off']:
+                failed = dict(result, restart_required=True, restarted=False)
+                module.fail_json(msg='domain %s did not shut down within %d s: it is left running with its '
+                                     'old definition (the new one is saved); shut it down yourself, or set '
+                                     'force_off: true' % (name, timeout), **failed)
+            virsh.run('destroy', '--domain', name, result=result)
+            break
+        time.sleep(min(2, max(0.1, deadline - time.time())))
+    virsh.run('start', '--domain', name, result=result)
 
 
 def run(module):
@@ -276,17 +338,20 @@ def run(module):
     options = dict((k, params[k]) for k in FIX_OPTIONS)
     options['nested'] = params['nested']
     result = dict(changed=False, findings_before=[], findings_after=[], changes=[], notes=[],
-                  active=False, defined=False, restart_required=False, restarted=False, backup=None)
+                  active=False, domain_state=None, defined=False, restart_required=False,
+                  restarted=False, backup=None)
+    if not os.path.isdir(params['root']):
+        module.fail_json(msg='root %r is not a directory: leave root unset for this host' % params['root'])
     caps = hv_avic_support(virsh)
     result['hv_avic'] = caps
-    host = avic_gather.gather(dmesg=False, guests=False)
+    host = avic_gather.gather(root=params['root'], dmesg=False, guests=False)
     if not host.get('kernel'):
-        module.fail_json(msg='cannot read the running kernel release of this host')
+        module.fail_json(msg='cannot read the running kernel release of this host', **result)
 
-    rc, _out, err = virsh.run('dominfo', name, ok_fail=True)
+    rc, _out, err = virsh.run('dominfo', '--domain', name, ok_fail=True)
     if rc != 0:
         if 'failed to connect' in (err or '').lower():
-            virsh.run('dominfo', name)
+            virsh.run('dominfo', '--domain', name)
         if not params['xml']:
             module.fail_json(msg='domain %r is not defined at %s (virsh dominfo: %s); give its name as '
                                  '"virsh list --all" shows it' % (name, params['uri'], ' '.join(err.split())))
@@ -299,58 +364,65 @@ def run(module):
         before_xml = params['xml']
         new = True
     else:
-        _rc, before_xml, _err = virsh.run('dumpxml', '--inactive', name)
-        result['active'] = domstate(virsh, name) == 'running'
+        _rc, before_xml, _err = virsh.run('dumpxml', '--inactive', '--domain', name)
+        result['domain_state'] = domstate(virsh, name)
+        result['active'] = is_active(result['domain_state'])
         new = False
     try:
         fixed = avic_domain_fix.fix_domain(before_xml, host, options, caps, name)
-    except avic_domain_fix.FixOptionError as exc:
-        module.fail_json(msg=str(exc))
-    except avic_domain.DomainXMLError as exc:
-        module.fail_json(msg=str(exc))
+    except (avic_domain_fix.FixOptionError, avic_domain.DomainXMLError, avic_domain.HostFactsError) as exc:
+        # HvAvicUnsupported (an explicit hyperv: avic this host cannot use) is a FixOptionError
+        module.fail_json(msg=str(exc), **result)
     result['findings_before'] = fixed['findings_before']
     result['findings_after'] = fixed['findings_before']
-    if params['state'] == 'audited' and not new:
-        result['restart_required'] = result['active'] and live_differs(virsh, host, name, fixed['findings_before'])
+    if params['state'] == 'audited':
+        if new:
+            result['notes'] = ['state=audited: domain %s is not defined; its XML was audited, nothing '
+                               'was defined' % name]
+        else:
+            result['restart_required'] = result['active'] and live_differs(
+                virsh, host, name, fixed['findings_before'])
         return result
-    result.update(findings_after=fixed['findings_after'], changes=fixed['changes'], notes=fixed['notes'])
-    if not fixed['changed'] and not new:
+    result.update(findings_after=fixed['findings_after'], changes=fixed['changes'], notes=list(fixed['notes']))
+    if fixed['changed'] or new:
+        define(module, virsh, name, host, before_xml, fixed, new, result)
+        result['restart_required'] = result['active']
+    else:
         result['restart_required'] = result['active'] and live_differs(virsh, host, name, fixed['findings_after'])
-        return result
+    if result['restart_required'] and params['restart']:
+        if result['domain_state'] in PAUSED_STATES:
+            result['notes'].append('restart: domain %s is %s, so it was not restarted: resume it and run '
+                                   'again, or restart it yourself' % (name, result['domain_state']))
+        elif module.check_mode:
+            result['changed'] = True
+            result['notes'].append('restart: domain %s would be restarted' % name)
+        else:
+            restart(module, virsh, name, result)
+            result.update(changed=True, restarted=True, restart_required=False)
+    return result
+
+
+def define(module, virsh, name, host, before_xml, fixed, new, result):
+    """Back up and define the fixed XML (nothing in check mode)."""
     result['changed'] = True
     result['defined'] = new
     if module._diff:
-        result['diff'] = {'before': '' if new else before_xml, 'after': fixed['xml'],
+        result['diff'] = {'before': '' if new else avic_domain_fix.normalise_xml(before_xml, name),
+                          'after': fixed['xml'],
                           'before_header': '%s (persistent)' % name, 'after_header': '%s (persistent)' % name}
     if module.check_mode:
-        result['restart_required'] = result['active']
-        return result
+        return
     if not new:
-        directory = params['backup_dir']
-        if not os.path.isdir(directory):
-            os.makedirs(directory, 0o700)
-        stamp = time.strftime('%Y%m%dT%H%M%S')
-        backup = os.path.join(directory, '%s-%s.xml' % (re.sub(r'[^A-Za-z0-9_.-]', '_', name), stamp))
-        with open(backup, 'w') as handle:
-            handle.write(before_xml)
-        os.chmod(backup, 0o600)
-        result['backup'] = backup
+        result['backup'] = write_backup(module.params['backup_dir'], name, before_xml)
     fd, path = tempfile.mkstemp(prefix='vfio-avic-', suffix='.xml')
     try:
         with os.fdopen(fd, 'w') as handle:
             handle.write(fixed['xml'])
-        virsh.run('define', path)
+        virsh.run('define', '--file', path, result=dict(result, changed=False))
     finally:
         os.unlink(path)
-    _rc, after_xml, _err = virsh.run('dumpxml', '--inactive', name)
+    _rc, after_xml, _err = virsh.run('dumpxml', '--inactive', '--domain', name, result=result)
     result['findings_after'] = avic_domain.audit_domain(after_xml, host, name)
-    if result['active']:
-        if params['restart']:
-            restart(module, virsh, name)
-            result['restarted'] = True
-        else:
-            result['restart_required'] = True
-    return result
 
 
 def main():
@@ -364,6 +436,7 @@ def main():
         restart=dict(type='bool', default=False),
         force_off=dict(type='bool', default=False),
         shutdown_timeout=dict(type='int', default=180),
+        root=dict(type='path', default='/'),
     )
     for key in FIX_OPTIONS:
         spec[key] = dict(type='str', default='auto', choices=list(avic_domain_fix.CHOICES[key]))

@@ -5,7 +5,7 @@ __metaclass__ = type
 
 import pytest
 
-from ansible_collections.vfio.avic.plugins.module_utils import avic_domain
+from ansible_collections.vfio.avic.plugins.module_utils import avic_cpu, avic_domain
 
 ZEN3_61 = {'kernel': '6.1.0-26-amd64', 'avic': True, 'x2avic': False}
 ZEN4_68 = {'kernel': '6.8.0-45-generic', 'avic': True, 'x2avic': True}
@@ -28,12 +28,16 @@ EXPECTED = {
     'invtsc_missing.xml': (['invtsc_missing'], ['invtsc_missing']),
     'split_irqchip.xml': ([], []),
     'cpu_mode_custom.xml': (['cpu_mode_not_host'], ['cpu_mode_not_host']),
-    'cpu_missing.xml': (['cpu_mode_not_host', 'x2apic_exposed'], ['cpu_mode_not_host']),
-    'too_many_vcpus.xml': (['too_many_vcpus', 'x2apic_exposed'], []),
+    'cpu_missing.xml': (['cpu_mode_not_host', 'svm_exposed', 'x2apic_exposed'],
+                        ['cpu_mode_not_host', 'svm_exposed']),
+    'too_many_vcpus.xml': (['too_many_vcpus'], []),
     'sev_es_guest.xml': (['sev_guest'], ['sev_guest']),
-    'sev_guest_plain.xml': ([], []),
+    'sev_guest_plain.xml': (['sev_guest'], ['sev_guest']),
     'sev_snp_guest.xml': (['sev_guest'], ['sev_guest']),
     'not_kvm.xml': (['domain_not_kvm'], ['domain_not_kvm']),
+    'not_kvm_cpu_missing.xml': (['cpu_mode_not_host', 'domain_not_kvm', 'svm_exposed', 'x2apic_exposed'],
+                                ['cpu_mode_not_host', 'domain_not_kvm', 'svm_exposed']),
+    'hyperv_passthrough.xml': (['hyperv_passthrough'], ['hyperv_passthrough']),
 }
 
 
@@ -123,3 +127,100 @@ def test_bad_host(domain_xml, host, words):
     with pytest.raises(avic_domain.HostFactsError) as err:
         avic_domain.audit_domain(domain_xml('clean_linux.xml'), host)
     assert words in str(err.value)
+
+
+def _message(xml, host, id_):
+    return [f['message'] for f in avic_domain.audit_domain(xml, host) if f['id'] == id_]
+
+
+@pytest.mark.parametrize('name', ['sev_guest_plain.xml', 'sev_es_guest.xml', 'sev_snp_guest.xml'])
+def test_every_sev_guest_is_an_inhibit(domain_xml, name):
+    """sev_guest_init() sets APICV_INHIBIT_REASON_SEV for plain SEV guests too, not only SEV-ES/SNP."""
+    for host in (ZEN3_61, ZEN4_68):
+        assert _severity(domain_xml(name), host, 'sev_guest') == ['inhibit']
+
+
+@pytest.mark.parametrize('policy, kind', [
+    ('0x0003', 'SEV guest'), ('0003', 'SEV guest'), ('0x0007', 'SEV-ES guest'), ('0007', 'SEV-ES guest'),
+    ('7', 'SEV-ES guest'), ('0x000C', 'SEV-ES guest'), ('not-hex', 'SEV guest'),
+])
+def test_sev_policy_is_read_as_hex(domain_xml, policy, kind):
+    xml = domain_xml('sev_es_guest.xml').replace('<policy>0x0007</policy>', '<policy>%s</policy>' % policy)
+    assert policy in xml
+    assert _message(xml, ZEN3_61, 'sev_guest')[0].startswith(kind)
+
+
+def test_sev_policy_parser():
+    assert avic_domain.parse_sev_policy('0x0007') == 7
+    assert avic_domain.parse_sev_policy('0007') == 7
+    assert avic_domain.parse_sev_policy('0x00030000') == 0x30000
+    assert avic_domain.parse_sev_policy('0010') == 0x10, 'hex, not decimal 10'
+    assert avic_domain.parse_sev_policy('') == 0
+    assert avic_domain.parse_sev_policy('zz') is None
+
+
+def test_svm_is_exposed_without_cpu_or_with_a_named_model(domain_xml):
+    """qemu64 (no <cpu>) and the EPYC models carry svm: the rule is the same as host-passthrough."""
+    no_cpu = domain_xml('cpu_missing.xml')
+    named = domain_xml('cpu_mode_custom.xml').replace("    <feature policy='disable' name='svm'/>\n", '')
+    assert "name='svm'" not in named and 'EPYC' in named
+    for xml in (no_cpu, named):
+        assert _severity(xml, OLD_54, 'svm_exposed') == ['inhibit']
+        assert _severity(xml, ZEN3_61, 'svm_exposed') == ['warning']
+        assert _severity(xml, dict(ZEN3_61, nested=False), 'svm_exposed') == ['info']
+        assert _severity(xml, dict(ZEN3_61, nested=True), 'svm_exposed') == ['warning']
+    assert _severity(domain_xml('cpu_mode_custom.xml'), ZEN3_61, 'svm_exposed') == []
+
+
+def test_hyperv_passthrough_is_an_inhibit_unless_hv_avic(domain_xml):
+    xml = domain_xml('hyperv_passthrough.xml')
+    assert _severity(xml, ZEN3_61, 'hyperv_passthrough') == ['inhibit']
+    assert 'SynIC' in _message(xml, ZEN3_61, 'hyperv_passthrough')[0]
+    with_avic = xml.replace("<hyperv mode='passthrough'/>",
+                            "<hyperv mode='passthrough'>\n      <avic state='on'/>\n    </hyperv>")
+    assert with_avic != xml
+    assert _severity(with_avic, ZEN3_61, 'hyperv_passthrough') == ['info']
+    assert avic_domain.verdict(avic_domain.audit_domain(with_avic, ZEN3_61)) == 'ready'
+
+
+def test_cpu_mode_and_hybrid_x2apic_messages_say_how_sure_they_are(domain_xml):
+    message = _message(domain_xml('cpu_mode_custom.xml'), ZEN3_61, 'cpu_mode_not_host')[0]
+    assert 'reported' in message and 'known' not in message
+    hybrid = _message(domain_xml('x2apic_exposed.xml'), ZEN3_61, 'x2apic_exposed')[0]
+    assert 'hybrid' in hybrid and 'gain remains in that mode is unverified' in hybrid
+    assert 'known;' not in hybrid and 'gain' not in hybrid.split('(known')[0]
+    tcg = _message(domain_xml('not_kvm_cpu_missing.xml'), ZEN3_61, 'cpu_mode_not_host')[0]
+    assert 'QEMU TCG cannot run the host CPU model' in tcg
+
+
+def test_more_than_255_vcpus_report_too_many_vcpus_not_x2apic(domain_xml):
+    xml = domain_xml('too_many_vcpus.xml')
+    for host in (ZEN3_61, {'kernel': '5.15.0-91-generic', 'avic': True, 'x2avic': True}):
+        found = avic_domain.audit_domain(xml, host)
+        assert 'x2apic_exposed' not in [f['id'] for f in found]
+        assert [f['severity'] for f in found if f['id'] == 'too_many_vcpus'] == ['inhibit']
+    assert 'x2apic must stay' in _message(xml, ZEN3_61, 'too_many_vcpus')[0]
+
+
+@pytest.mark.parametrize('cpuinfo_name, vendor', [('intel_xeon_gold_6338.txt', 'intel')])
+def test_non_amd_host_gets_only_not_amd(domain_xml, cpuinfo, cpuinfo_name, vendor):
+    cpu = avic_cpu.classify_cpu(cpuinfo(cpuinfo_name))
+    assert cpu['vendor'] == vendor
+    host = {'kernel': '6.1.0-26-amd64', 'avic': False, 'x2avic': False, 'cpu': cpu}
+    for name in ('seed_windows_before.xml', 'x2apic_exposed.xml', 'sev_snp_guest.xml', 'clean_linux.xml'):
+        found = avic_domain.audit_domain(domain_xml(name), host)
+        assert [(f['id'], f['severity']) for f in found] == [('not_amd', 'info')], name
+    message = found[0]['message']
+    assert 'do not apply' in message and 'APICv' in message and 'GenuineIntel' in message
+    with pytest.raises(avic_domain.DomainXMLError):
+        avic_domain.audit_domain(domain_xml('malformed.xml'), host)
+
+
+def test_vendor_decides_only_when_the_facts_know_it(domain_xml, cpuinfo):
+    xml = domain_xml('x2apic_exposed.xml')
+    for cpu in ({}, {'vendor': 'unknown', 'vendor_id': None}, avic_cpu.classify_cpu(cpuinfo('empty.txt')),
+                avic_cpu.classify_cpu(cpuinfo('hygon_c86_7185.txt')),
+                avic_cpu.classify_cpu(cpuinfo('zen2_epyc_7702.txt'))):
+        assert audit_ids(xml, dict(ZEN3_61, cpu=cpu)) == ['x2apic_exposed'], cpu
+    other = {'vendor': 'unknown', 'vendor_id': 'CentaurHauls'}
+    assert audit_ids(xml, dict(ZEN3_61, cpu=other)) == ['not_amd']

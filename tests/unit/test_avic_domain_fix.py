@@ -5,11 +5,13 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import shutil
+import subprocess
 import xml.etree.ElementTree as ET
 
 import pytest
 
-from ansible_collections.vfio.avic.plugins.module_utils import avic_domain
+from ansible_collections.vfio.avic.plugins.module_utils import avic_cpu, avic_domain
 from ansible_collections.vfio.avic.plugins.module_utils import avic_domain_fix as fix
 
 from conftest import REPO
@@ -96,7 +98,9 @@ def test_every_fixture_ends_with_only_unfixable_findings(name):
     for host in (ZEN2_61, ZEN4_618, OLD_54):
         result = fix.fix_domain(read(name), host, caps=HV_AVIC, name=name)
         left = set(ids(result['findings_after']))
-        assert left <= UNFIXABLE, (name, host, left)
+        # a non-KVM domain keeps its CPU model: QEMU TCG cannot run the host's
+        unfixable = UNFIXABLE | ({'cpu_mode_not_host'} if "<domain type='qemu'" in read(name) else set())
+        assert left <= unfixable, (name, host, left)
         again = fix.fix_domain(result['xml'], host, caps=HV_AVIC, name=name)
         assert again['changed'] is False, (name, again['changes'])
 
@@ -115,3 +119,130 @@ def test_bad_input_is_named():
         fix.fix_domain(read('clean_linux.xml'), ZEN2_61, {'hyperv': 'sometimes'})
     with pytest.raises(fix.FixOptionError, match='unknown option'):
         fix.fix_domain(read('clean_linux.xml'), ZEN2_61, {'colour': 'blue'})
+
+
+def valid_for_libvirt(xml, tmp_path):
+    """virt-xml-validate against the installed libvirt schema, where it is installed."""
+    if not shutil.which('virt-xml-validate'):
+        return True
+    path = tmp_path / 'domain.xml'
+    path.write_text(xml)
+    proc = subprocess.run(['virt-xml-validate', str(path), 'domain'], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, universal_newlines=True, check=False)
+    assert proc.returncode == 0, proc.stdout
+    return True
+
+
+def cpu_of(xml):
+    return ET.fromstring(xml).find('cpu')
+
+
+def test_non_kvm_domain_never_gets_a_host_cpu(tmp_path):
+    """type='qemu' (TCG): audited as usual, features fixed, but the CPU keeps QEMU's default model."""
+    for host in (ZEN2_61, dict(ZEN2_61, nested=None), OLD_54):
+        result = fix.fix_domain(read('not_kvm_cpu_missing.xml'), host, name='tcg')
+        cpu = cpu_of(result['xml'])
+        assert cpu.get('mode') == 'custom' and cpu.findtext('model') == 'qemu64'
+        assert cpu.find('model').get('fallback') == 'forbid'
+        assert "host-passthrough" not in result['xml'] and 'host-model' not in result['xml']
+        assert cpu.find("feature[@name='svm']").get('policy') == 'disable'
+        assert [n for n in result['notes'] if n.startswith('cpu_mode: kept')], result['notes']
+        assert 'cpu_mode_not_host' in ids(result['findings_after'])
+        assert valid_for_libvirt(result['xml'], tmp_path)
+        assert fix.fix_domain(result['xml'], host, name='tcg')['changed'] is False
+    assert cpu_of(fix.fix_domain(read('not_kvm_cpu_missing.xml'), ZEN2_61)['xml']).find(
+        "feature[@name='x2apic']").get('policy') == 'disable'
+    named = read('cpu_mode_custom.xml').replace("<domain type='kvm'>", "<domain type='qemu'>")
+    result = fix.fix_domain(named, ZEN2_61)
+    assert result['changed'] is False and result['xml'] == named
+    assert cpu_of(result['xml']).get('mode') == 'custom' and cpu_of(result['xml']).findtext('model') == 'EPYC-Rome'
+
+
+def test_kvm_domain_with_cpu_mode_keep_gets_the_default_model_not_host_passthrough(tmp_path):
+    result = fix.fix_domain(read('cpu_missing.xml'), ZEN2_61, {'cpu_mode': 'keep'})
+    cpu = cpu_of(result['xml'])
+    assert cpu.get('mode') == 'custom' and cpu.findtext('model') == 'qemu64'
+    assert [f.get('name') for f in cpu.findall('feature')] == ['x2apic', 'svm']
+    assert valid_for_libvirt(result['xml'], tmp_path)
+    auto = fix.fix_domain(read('cpu_missing.xml'), ZEN2_61)
+    assert cpu_of(auto['xml']).get('mode') == 'host-passthrough', 'KVM domains still get the host CPU'
+    assert ids(auto['findings_after']) == []
+
+
+def test_non_amd_host_changes_nothing_and_keeps_x2apic(cpuinfo):
+    intel = {'kernel': '6.1.0-26-amd64', 'avic': False, 'x2avic': False,
+             'cpu': avic_cpu.classify_cpu(cpuinfo('intel_xeon_gold_6338.txt'))}
+    for name in ('seed_windows_before.xml', 'x2apic_exposed.xml', 'cpu_missing.xml'):
+        xml = read(name)
+        result = fix.fix_domain(xml, intel, {'x2apic': 'disable'}, caps=HV_AVIC, name=name)
+        assert result['changed'] is False and result['xml'] == xml and result['changes'] == []
+        assert ids(result['findings_before']) == ['not_amd'] == ids(result['findings_after'])
+        assert 'not AMD/Hygon' in result['notes'][0]
+
+
+def test_more_than_255_vcpus_keep_x2apic_with_a_note():
+    xml = read('too_many_vcpus.xml')
+    for opts in ({}, {'x2apic': 'disable'}):
+        result = fix.fix_domain(xml, ZEN2_61, opts, name='big')
+        assert cpu_of(result['xml']).find("feature[@name='x2apic']") is None, opts
+        assert ids(result['findings_after'], 'inhibit') == ['too_many_vcpus']
+        assert [n for n in result['notes'] if 'x2apic: kept' in n and '288 vCPUs' in n], result['notes']
+    on_x2avic = fix.fix_domain(xml, ZEN4_618, name='big')
+    assert on_x2avic['changed'] is False and on_x2avic['notes'] == []
+
+
+def test_hyperv_passthrough_is_left_with_a_note():
+    result = fix.fix_domain(read('hyperv_passthrough.xml'), ZEN2_61, caps=HV_AVIC)
+    assert result['changed'] is False
+    assert ids(result['findings_after'], 'inhibit') == ['hyperv_passthrough']
+    assert [n for n in result['notes'] if "mode='passthrough' is left" in n]
+
+
+VIRSH_VERSION = {
+    # virsh version --daemon, Debian 12 (bookworm)
+    'debian12': 'Compiled against library: libvirt 9.0.0\nUsing library: libvirt 9.0.0\n'
+                'Using API: QEMU 9.0.0\nRunning hypervisor: QEMU 7.2.0\nRunning against daemon: 9.0.0\n',
+    # Ubuntu 22.04 (jammy)
+    'libvirt8': 'Compiled against library: libvirt 8.0.0\nUsing library: libvirt 8.0.0\n'
+                'Using API: QEMU 8.0.0\nRunning hypervisor: QEMU 6.2.0\nRunning against daemon: 8.0.0\n',
+}
+
+
+def test_explicit_hyperv_avic_on_an_old_libvirt_is_refused_and_auto_falls_back():
+    caps = fix.hv_avic_caps(fix.parse_virsh_version(VIRSH_VERSION['libvirt8']))
+    assert caps['hv_avic'] is False
+    xml = read('seed_windows_before.xml')
+    with pytest.raises(fix.HvAvicUnsupported) as err:
+        fix.fix_domain(xml, ZEN2_61, {'hyperv': 'avic'}, caps=caps, name='win10')
+    text = str(err.value)
+    assert text.startswith('hyperv: avic') and 'libvirt 8.0.0' in text and 'QEMU 6.2.0' in text
+    assert 'nothing was changed' in text
+    auto = fix.fix_domain(xml, ZEN2_61, {'hyperv': 'auto'}, caps=caps, name='win10')
+    hv = ET.fromstring(auto['xml']).find('features/hyperv')
+    assert hv.find('synic') is None and hv.find('stimer') is None and hv.find('avic') is None
+    assert [n for n in auto['notes'] if 'libvirt 8.0.0 is older than 8.10' in n]
+    # no SynIC to keep: hyperv=avic has nothing to do, so it does not fail
+    assert fix.fix_domain(read('clean_windows.xml'), ZEN2_61, {'hyperv': 'avic'}, caps=caps)['changed'] is False
+    good = fix.hv_avic_caps(fix.parse_virsh_version(VIRSH_VERSION['debian12']))
+    done = fix.fix_domain(xml, ZEN2_61, {'hyperv': 'avic'}, caps=good, name='win10')
+    assert ET.fromstring(done['xml']).find('features/hyperv/avic').get('state') == 'on'
+
+
+def test_normalise_xml_makes_the_diff_show_only_the_fix():
+    import difflib
+    xml = read('seed_windows_before.xml')
+    result = fix.fix_domain(xml, ZEN2_61, caps=HV_AVIC, name='win10')
+    before = fix.normalise_xml(xml, 'win10')
+    assert ET.canonicalize(before, strip_text=True) == ET.canonicalize(xml, strip_text=True)
+    changed = [ln for ln in difflib.unified_diff(before.splitlines(), result['xml'].splitlines(), lineterm='', n=0)
+               if ln[:1] in '+-' and ln[:3] not in ('+++', '---')]
+    assert changed and len(changed) <= 2 * len(result['changes']) + 2, changed
+    assert all(any(word in ln for word in ('avic', 'vapic', 'pit', 'x2apic', 'svm', 'invtsc')) for ln in changed), changed
+    assert fix.normalise_xml(before) == before
+
+
+def test_hyperv_passthrough_with_hv_avic_needs_nothing():
+    with_avic = read('hyperv_passthrough.xml').replace(
+        "<hyperv mode='passthrough'/>", "<hyperv mode='passthrough'>\n      <avic state='on'/>\n    </hyperv>")
+    kept = fix.fix_domain(with_avic, ZEN2_61, caps=HV_AVIC)
+    assert kept['changed'] is False and kept['notes'] == [] and ids(kept['findings_after'], 'inhibit') == []

@@ -78,3 +78,30 @@ def test_guest_report_states():
     assert report[2]['line'] == 'c: inhibited; still inhibited by sev_guest'
     with pytest.raises(AnsibleFilterError, match='results list'):
         avic_guest_report({'results': []})
+
+
+@pytest.mark.parametrize('index, dev', [(0, 'vda'), (25, 'vdz'), (26, 'vdaa'), (27, 'vdab'), (51, 'vdaz'),
+                                        (52, 'vdba'), (701, 'vdzz'), (702, 'vdaaa')])
+def test_disk_targets_go_on_after_z(index, dev):
+    assert new.disk_target('vd', index) == dev
+
+
+def test_thirty_disks_get_distinct_targets_per_bus():
+    disks = ['/var/lib/libvirt/images/d%d.qcow2' % i for i in range(30)]
+    disks.insert(3, {'path': '/isos/install.iso', 'device': 'cdrom'})
+    root = ET.fromstring(new.build({'name': 'many', 'disks': disks}))
+    targets = [t.get('dev') for t in root.findall('devices/disk/target')]
+    assert len(targets) == len(set(targets)) == 31
+    assert targets[:3] == ['vda', 'vdb', 'vdc'] and targets[3] == 'sda'
+    assert targets[26:] == ['vdz', 'vdaa', 'vdab', 'vdac', 'vdad']
+
+
+def test_a_qemu_guest_gets_the_default_model_not_the_host_cpu():
+    xml = new.build({'name': 'tcg', 'domain_type': 'qemu'})
+    cpu = ET.fromstring(xml).find('cpu')
+    assert cpu.get('mode') == 'custom' and cpu.findtext('model') == 'qemu64'
+    fixed = avic_domain_fix.fix_domain(xml, HOST, name='tcg')
+    cpu = ET.fromstring(fixed['xml']).find('cpu')
+    assert cpu.get('mode') == 'custom' and cpu.findtext('model') == 'qemu64'
+    assert cpu.find("feature[@name='x2apic']").get('policy') == 'disable'
+    assert ET.fromstring(new.build({'name': 'kvm'})).find('cpu').get('mode') == 'host-passthrough'

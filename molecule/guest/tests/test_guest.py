@@ -65,3 +65,18 @@ def test_new_guest_is_defined_with_its_odd_path_escaped(host):
     assert new.find("clock/timer[@name='pit']").get('tickpolicy') == 'discard'
     assert new.find('devices/hostdev/source/address').get('bus') == '0x0b'
     assert report(host)['new-linux']['defined'] is True
+
+
+def test_tcg_guests_keep_their_cpu_model_with_a_note(host):
+    """type='qemu' guests: x2apic/svm are fixed in QEMU's default model, never host-passthrough."""
+    for name in ('tcg-running', 'new-linux'):
+        cpu = dumpxml(host, name).find('cpu')
+        assert cpu.get('mode') == 'custom' and cpu.findtext('model') == 'qemu64', name
+        policies = dict((f.get('name'), f.get('policy')) for f in cpu.findall('feature'))
+        assert policies.get('x2apic') == 'disable' and policies.get('svm') == 'disable', (name, policies)
+        notes = [r for r in report(host)[name]['reasons'] if 'QEMU TCG cannot run the host CPU model' in r]
+        assert notes, (name, report(host)[name]['reasons'])
+    old = before(host, 'tcg-running').find('cpu')
+    assert old is None or (old.get('mode', 'custom') == 'custom' and old.findtext('model') in (None, 'qemu64'))
+    for name in ('win10', 'linux-defaults', 'already-correct'):
+        assert dumpxml(host, name).find('cpu').get('mode') == before(host, name).find('cpu').get('mode'), name
