@@ -14,6 +14,9 @@ short_description: Count module round trips per host
 description:
   - Counts the task results per host whose action ran on the target, and writes them as JSON to
     the file named by the environment variable C(VFIO_AVIC_ROUNDTRIPS_FILE) when the run ends.
+  - A loop task is counted once per item that ran on the target (each item is its own module
+    call); its final, aggregated result is not counted again. Skipped tasks and items are not
+    counted.
   - Controller-only actions (set_fact, debug, assert, include_*, meta, ...) and tasks delegated to
     localhost are not counted.
 requirements:
@@ -45,18 +48,35 @@ class CallbackModule(CallbackBase):
         super(CallbackModule, self).__init__(*args, **kwargs)
         self.counts = collections.Counter()
 
-    def _count(self, result):
-        task = result._task
+    @staticmethod
+    def _remote(task):
         action = task.action.split('.')[-1]
-        if action in LOCAL_ACTIONS or task.delegate_to in ('localhost', '127.0.0.1'):
+        return action not in LOCAL_ACTIONS and task.delegate_to not in ('localhost', '127.0.0.1')
+
+    def _count(self, result):
+        """A task result; a loop's aggregated result was already counted item by item."""
+        task = result._task
+        if not self._remote(task) or result._result.get('skipped'):
             return
-        if result._result.get('skipped'):
+        if isinstance(result._result.get('results'), list) and (task.loop is not None or task.loop_with):
             return
         self.counts[result._host.get_name()] += 1
+
+    def _count_item(self, result):
+        """One item of a loop task that ran: a module call of its own."""
+        if self._remote(result._task):
+            self.counts[result._host.get_name()] += 1
+
+    def v2_runner_item_on_skipped(self, result):
+        """A skipped item never reached the target: not a round trip (handled here so that no
+        other hook counts it; its result does not always carry skipped=true)."""
+        return None
 
     v2_runner_on_ok = _count
     v2_runner_on_failed = _count
     v2_runner_on_unreachable = _count
+    v2_runner_item_on_ok = _count_item
+    v2_runner_item_on_failed = _count_item
 
     def v2_playbook_on_stats(self, stats):
         path = os.environ.get('VFIO_AVIC_ROUNDTRIPS_FILE')

@@ -24,6 +24,7 @@ FINDING_IDS = {
     # host level (avic_facts)
     'not_amd': ('host', 'not an AMD/Hygon CPU: AVIC does not apply (Intel has APICv)'),
     'cpu_unknown': ('host', '/proc/cpuinfo could not be read or classified'),
+    'kernel_unparseable': ('host', 'the running kernel release could not be read or parsed: no kernel rule was applied'),
     'svm_unavailable': ('host', 'SVM is not available (firmware setting, or a VM without nested SVM)'),
     'npt_unavailable': ('host', 'the CPU does not advertise nested paging, which AVIC needs'),
     'avic_cpuid_hidden': ('host', 'AVIC is not advertised in CPUID; only force_avic can enable it'),

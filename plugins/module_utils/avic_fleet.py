@@ -19,7 +19,7 @@ import copy
 
 from ansible_collections.vfio.avic.plugins.module_utils import avic_domain, avic_report
 
-GUEST_STATES = ('ready', 'restart_required', 'inhibited', 'error')
+GUEST_STATES = ('ready', 'restart_required', 'inhibited', 'not_applicable', 'error')
 RUNTIME_VERDICTS = ('avic_active', 'avic_inhibited', 'no_data')
 
 
@@ -37,6 +37,8 @@ def _guest_from_role(entry, previous=None):
     previous = previous or {}
     state = entry.get('state') or 'error'
     after = _ids(entry.get('findings_after'))
+    if state == 'ready' and _not_applicable(after, previous):
+        state = 'not_applicable'
     reasons = [str(r) for r in entry.get('reasons') or []]
     result = {
         'name': entry.get('name'),
@@ -52,6 +54,13 @@ def _guest_from_role(entry, previous=None):
         'error': previous.get('error') or ('; '.join(reasons) if state == 'error' else None),
     }
     return result
+
+
+def _not_applicable(after, previous):
+    """A guest the role calls ready on a host where AVIC does not apply (not AMD/Hygon)."""
+    if after:
+        return all(i in avic_report.NOT_APPLICABLE_IDS for i in after)
+    return previous.get('verdict') == 'not_applicable'
 
 
 def merge_guests(domains, guest_report=None, runtime=None):
@@ -124,10 +133,18 @@ def merge_host(summary, domains=None, host_status=None, kernel_report=None, gues
     row['guests_ready'] = _count(guests, 'ready')
     row['guests_restart'] = _count(guests, 'restart_required')
     row['guests_inhibited'] = _count(guests, 'inhibited')
+    row['guests_not_applicable'] = _count(guests, 'not_applicable')
     sampled = [g['runtime']['verdict'] for g in guests if g.get('runtime')]
     if runtime is not None:
         row['runtime'] = dict((v, sampled.count(v)) for v in RUNTIME_VERDICTS if sampled.count(v))
     return row, guests
+
+
+def _check_domains(domains):
+    for dom in domains or []:
+        if not isinstance(dom, dict) or 'name' not in dom:
+            raise ValueError('expected the domains list of vfio.avic.avic_facts (dicts with name and '
+                             'xml), got %r' % (dom,))
 
 
 def audit_domains(domains, facts):
@@ -135,11 +152,9 @@ def audit_domains(domains, facts):
 
     Raises avic_domain.HostFactsError when ``facts`` is not a usable host description.
     """
+    _check_domains(domains)
     results = []
     for dom in domains or []:
-        if not isinstance(dom, dict) or 'name' not in dom:
-            raise ValueError('expected the domains list of vfio.avic.avic_facts (dicts with name and '
-                             'xml), got %r' % (dom,))
         if dom.get('xml') is None:
             results.append(avic_report.domain_result(dom['name'], [], dom.get('active'),
                                                      dom.get('error') or 'no XML'))
@@ -151,6 +166,20 @@ def audit_domains(domains, facts):
             continue
         results.append(avic_report.domain_result(dom['name'], findings, dom.get('active')))
     return results
+
+
+def _audit_host_domains(facts):
+    """(domains, reason): audit_domains() for one host of the fleet.  Facts the audit cannot use
+    (a kernel release that does not parse, or none) make that host's guests unreadable, with the
+    reason, instead of failing the report of every host; reason is None otherwise."""
+    try:
+        return audit_domains(facts.get('domains'), facts), None
+    except avic_domain.HostFactsError as exc:
+        reason = 'guests not audited: the host facts are not usable (%s)' % exc
+        return [avic_report.domain_result(
+            dom['name'], [], dom.get('active'),
+            reason if dom.get('xml') is not None else dom.get('error') or 'no XML')
+            for dom in facts.get('domains') or []], reason
 
 
 def _unknown_row(host, reason):
@@ -182,8 +211,10 @@ def fleet_report(hosts):
             guests[name] = []
             records[name] = {'summary': row, 'guests': [], 'facts': None}
             continue
-        domains = audit_domains(facts.get('domains'), facts)
+        domains, unusable = _audit_host_domains(facts)
         summary = avic_report.host_summary(name, facts, domains)
+        if unusable:
+            summary['reasons'] = [unusable]
         runtime = _list(hv.get('avic_runtime_guests'), none=True)
         row, merged = merge_host(summary, domains, _dict(status), _dict(hv.get('avic_kernel_report')),
                                  _list(hv.get('avic_guest_report')), runtime)

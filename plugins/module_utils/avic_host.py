@@ -181,6 +181,20 @@ def _cpu_findings(cpu, out):
     return True
 
 
+def _kernel_findings(release, upstream, out):
+    """Append the kernel rules' findings; returns the kernel's capabilities, or None."""
+    try:
+        out.extend(avic_kernel.kernel_issues(release, upstream))
+        return avic_kernel.capabilities(release)
+    except avic_kernel.KernelReleaseError as exc:
+        out.append(finding(
+            'kernel_unparseable', WARNING,
+            'The running kernel release is not usable: %s. No kernel rule (minimum version, split '
+            'irqchip, nested, x2AVIC) was applied to this host.' % exc,
+            'Check that "uname -r" prints a release like 6.1.0-26-amd64 on the host.'))
+        return None
+
+
 def host_findings(facts):
     """Host-level findings from an avic_facts dict (cpu, kernel, kvm_amd, modprobe, ...)."""
     out = []
@@ -188,12 +202,8 @@ def host_findings(facts):
     amd = _cpu_findings(cpu, out)
     release = facts.get('kernel')
     caps = None
-    if release and amd:
-        try:
-            out.extend(avic_kernel.kernel_issues(release, facts.get('kernel_upstream')))
-            caps = avic_kernel.capabilities(release)
-        except avic_kernel.KernelReleaseError as exc:
-            out.append(finding('cpu_unknown', WARNING, str(exc), ''))
+    if amd:
+        caps = _kernel_findings(release, facts.get('kernel_upstream'), out)
     if facts.get('container'):
         out.append(finding(
             'in_container', INFO,

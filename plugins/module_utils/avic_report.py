@@ -17,12 +17,26 @@ def _ids(findings, severity):
     return [f['id'] for f in findings if f.get('severity') == severity]
 
 
+# Finding ids that say AVIC does not apply to a guest at all (a host without an AMD/Hygon CPU).
+NOT_APPLICABLE_IDS = ('not_amd',)
+
+
+def audit_verdict(findings):
+    """'not_applicable' when the only findings say AVIC does not apply to this host, else
+    avic_domain.verdict(): 'inhibited' or 'ready'."""
+    ids = [f.get('id') for f in findings or [] if isinstance(f, dict)]
+    if ids and all(i in NOT_APPLICABLE_IDS for i in ids):
+        return 'not_applicable'
+    return verdict(findings)
+
+
 def domain_result(name, findings, active=False, error=None):
-    """One audited guest: name, active, verdict (ready, inhibited, unreadable), findings."""
+    """One audited guest: name, active, verdict (ready, inhibited, not_applicable, unreadable),
+    findings."""
     return {
         'name': name,
         'active': bool(active),
-        'verdict': 'unreadable' if error else verdict(findings),
+        'verdict': 'unreadable' if error else audit_verdict(findings),
         'inhibits': _ids(findings, 'inhibit'),
         'warnings': _ids(findings, 'warning'),
         'findings': findings,
@@ -53,6 +67,7 @@ def host_summary(host, facts, domains=None):
         'guests_total': len(domains),
         'guests_ready': len([d for d in domains if d['verdict'] == 'ready']),
         'guests_inhibited': len([d for d in domains if d['verdict'] == 'inhibited']),
+        'guests_not_applicable': len([d for d in domains if d['verdict'] == 'not_applicable']),
         'domains_error': facts.get('domains_error'),
     }
 
@@ -87,6 +102,8 @@ def host_report_lines(summary, facts, domains=None):
             lines.append('      runtime: %s' % _runtime_guest_cell(dom['runtime']))
         if dom.get('error'):
             lines.append('      %s' % dom['error'])
+        if dom['verdict'] == 'not_applicable':
+            lines.extend('      %s' % item['message'] for item in dom['findings'][:1] if item.get('message'))
         for item in dom['findings']:
             if item['severity'] == 'info':
                 continue
@@ -113,6 +130,7 @@ COLUMNS = (('host', 'host'), ('generation', 'cpu'), ('kernel', 'kernel'), ('stat
            ('pending', 'pending'), ('guests', 'guests ready/restart/inhibited/total'),
            ('inhibits', 'inhibits'))
 RUNTIME_COLUMN = ('runtime', 'runtime')
+NOT_APPLICABLE_COLUMN = ('guests_not_applicable', 'guests n/a')
 _RUNTIME_WORDS = (('avic_active', 'active'), ('avic_inhibited', 'inhibited'), ('no_data', 'no data'))
 
 
@@ -130,6 +148,8 @@ def _runtime_cell(value):
 def _cell(row, key):
     if key == 'guests':
         return _guests_cell(row)
+    if key == 'guests_not_applicable':
+        return str(row.get(key) or 0)
     if key == 'runtime':
         return _runtime_cell(row.get('runtime'))
     value = row.get(key)
@@ -140,10 +160,18 @@ def _cell(row, key):
     return str(value) if value not in (None, '') else '-'
 
 
+def _not_applicable(rows):
+    """Whether any host has guests AVIC does not apply to (a column is shown for them then)."""
+    return any(r.get('guests_not_applicable') for r in rows)
+
+
 def _columns(rows):
+    columns = COLUMNS
+    if _not_applicable(rows):
+        columns = columns[:-1] + (NOT_APPLICABLE_COLUMN,) + columns[-1:]
     if any('runtime' in r for r in rows):
-        return COLUMNS + (RUNTIME_COLUMN,)
-    return COLUMNS
+        columns += (RUNTIME_COLUMN,)
+    return columns
 
 
 def _totals_line(totals):
@@ -153,6 +181,8 @@ def _totals_line(totals):
     line += '; guests %d ready, %d inhibited' % (totals['guests_ready'], totals['guests_inhibited'])
     if totals['guests_restart']:
         line += ', %d restart required' % totals['guests_restart']
+    if totals.get('guests_not_applicable'):
+        line += ', %d not applicable' % totals['guests_not_applicable']
     return line
 
 
@@ -175,13 +205,14 @@ _EXTRA_STATES = ('pending_reload', 'pending_reboot', 'failed')
 def fleet_totals(rows):
     """Counts over the fleet."""
     totals = {'hosts': len(rows), 'active': 0, 'inactive': 0, 'unsupported': 0, 'unknown': 0,
-              'guests_ready': 0, 'guests_inhibited': 0, 'guests_restart': 0}
+              'guests_ready': 0, 'guests_inhibited': 0, 'guests_restart': 0, 'guests_not_applicable': 0}
     totals.update((state, 0) for state in _EXTRA_STATES)
     for row in rows:
         totals[row['status'] if row['status'] in totals else 'unknown'] += 1
         totals['guests_ready'] += row['guests_ready']
         totals['guests_inhibited'] += row['guests_inhibited']
         totals['guests_restart'] += row.get('guests_restart', 0)
+        totals['guests_not_applicable'] += row.get('guests_not_applicable', 0)
     return totals
 
 
@@ -194,14 +225,18 @@ def fleet_markdown(rows, domains_by_host=None):
     rows = sorted(rows, key=lambda r: r['host'])
     domains_by_host = domains_by_host or {}
     runtime = any('runtime' in r for r in rows)
+    not_applicable = _not_applicable(rows)
     out = ['# AVIC fleet report', '', _totals_line(fleet_totals(rows)) + '.', '', '## Hosts', '',
            '| host | CPU | generation | kernel | AVIC | pending | guests ready/restart/inhibited/total '
-           '| inhibits |%s' % (' runtime |' if runtime else ''),
-           '|---|---|---|---|---|---|---|---|%s' % ('---|' if runtime else '')]
+           '|%s inhibits |%s' % (' guests n/a |' if not_applicable else '', ' runtime |' if runtime else ''),
+           '|---|---|---|---|---|---|---|%s---|%s' % ('---|' if not_applicable else '',
+                                                      '---|' if runtime else '')]
     for row in rows:
         cells = [row['host'], row['cpu'], row.get('generation') or '-', row.get('kernel') or '-',
-                 row['status'], ', '.join(row['pending']) or '-', _guests_cell(row),
-                 ', '.join(row['inhibits']) or '-']
+                 row['status'], ', '.join(row['pending']) or '-', _guests_cell(row)]
+        if not_applicable:
+            cells.append(str(row.get('guests_not_applicable') or 0))
+        cells.append(', '.join(row['inhibits']) or '-')
         if runtime:
             cells.append(_runtime_cell(row.get('runtime')))
         out.append('| %s |' % ' | '.join(_md(c) for c in cells))

@@ -7,7 +7,8 @@ The sample runs in a private trace instance (``instances/vfio_avic_<pid>_<n>`` u
 tracefs), which the kernel gives its own buffer, event switches and ``tracing_on``: the
 top-level tracing state is not touched at all, and the instance is removed at the end.
 Kernels or hosts without instances fall back to the top-level buffer, and only when
-nobody uses it (nop tracer, no event enabled, empty buffer). Every tracefs file written
+nobody uses it (nop tracer, no event enabled, empty buffer); it is emptied again at the end,
+so no event of the sample stays behind. Every tracefs file written
 is recorded first by ``TraceState`` and written back in reverse order; ``TraceSession``
 does that in ``close()``, which callers run in a ``finally`` block, also on signals.
 When tracefs is not mounted, it is mounted for the sample and unmounted afterwards.
@@ -438,11 +439,27 @@ class TraceSession(object):
             self.errors.extend(self.state.restore())
         if self.top_state is not None:
             self.errors.extend(self.top_state.restore())
+        if self.method == 'global':
+            self._clear_global_buffer()
         if self.instance is not None:
             self._remove_instance()
         if self.mounted:
             self._unmount()
         return self.report()
+
+    def _clear_global_buffer(self):
+        """Empty the top-level buffer, as open() found it: events the sample did not read (a
+        failure or a signal before the last read) must not stay behind for the next user."""
+        try:
+            with open(os.path.join(self.root, 'trace'), 'w'):
+                pass  # opening 'trace' for writing with O_TRUNC clears the buffer
+            left = _buffer_entries(self.root)
+        except (IOError, OSError) as exc:
+            self.errors.append('could not clear the top-level trace buffer %s: %s'
+                               % (os.path.join(self.root, 'trace'), exc))
+            return
+        if left:
+            self.errors.append('the top-level trace buffer still holds %d events after clearing it' % left)
 
     def _remove_instance(self):
         for attempt in range(20):

@@ -61,7 +61,8 @@ options:
     description:
       - Sample in a private trace instance (recommended).
       - V(false), or a kernel that cannot make instances, samples in the top-level buffer,
-        and only when nothing uses it (nop tracer, no event enabled, empty buffer).
+        and only when nothing uses it (nop tracer, no event enabled, empty buffer); the buffer
+        is emptied again afterwards.
     type: bool
     default: true
   restart_to_capture:

@@ -50,3 +50,14 @@ def test_module_rejects_a_missing_root(tmp_path):
 def test_module_rejects_unknown_options():
     status, result = run_module('gather_everything=true')
     assert 'FAILED' in status and 'gather_everything' in result['msg']
+
+
+def test_module_names_an_unparseable_kernel_release(host_tree):
+    root = host_tree(cpuinfo_name='zen4_epyc_9654.txt', kernel='weird',
+                     params={'avic': 'Y', 'npt': 'Y', 'nested': '0'})
+    status, result = run_module('root=%s gather_dmesg=false' % root)
+    assert 'SUCCESS' in status
+    facts = result['ansible_facts']['vfio_avic']
+    found = [f for f in facts['findings'] if f['id'] == 'kernel_unparseable']
+    assert len(found) == 1 and "'weird'" in found[0]['message'] and found[0]['severity'] == 'warning'
+    assert 'cpu_unknown' not in [f['id'] for f in facts['findings']]

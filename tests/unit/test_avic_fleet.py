@@ -3,11 +3,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import re
+
 import pytest
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.vfio.avic.plugins.filter.avic_report import avic_fleet_merge
+from ansible_collections.vfio.avic.plugins.filter.avic_report import avic_audit_domains, avic_fleet_merge
 from ansible_collections.vfio.avic.plugins.module_utils import avic_fleet, avic_gather, avic_report
 
 from conftest import write_host_tree
@@ -155,3 +157,112 @@ def test_runtime_module_reasons_are_reduced_to_names_and_findings(tmp_path):
     _row, guests = avic_fleet.merge_host(row, domains, runtime=runtime)
     assert guests[0]['runtime'] == {'verdict': 'avic_inhibited', 'reasons': ['HYPERV', 'IRQWIN'],
                                     'findings': ['hyperv_synic']}
+
+
+def _zen4_facts(root, domain_xml, kernel):
+    root.mkdir()
+    facts = avic_gather.gather(root=write_host_tree(
+        root, cpuinfo_name='zen4_epyc_9654.txt', params={'avic': 'Y', 'npt': 'Y', 'nested': '0'}))
+    facts['kernel'] = kernel
+    facts['domains'] = [{'name': 'win', 'active': True, 'xml': domain_xml('seed_windows_before.xml')},
+                        {'name': 'gone', 'active': False, 'xml': None, 'error': 'dumpxml failed'}]
+    return facts
+
+
+def test_a_host_with_an_unusable_kernel_release_does_not_break_the_fleet(tmp_path, domain_xml):
+    hosts = [{'inventory_hostname': name, 'vfio_avic': _zen4_facts(tmp_path / name, domain_xml, kernel)}
+             for name, kernel in (('good', '6.8.0-45-generic'), ('odd', 'weird'), ('blank', None))]
+    report = avic_fleet.fleet_report(hosts)
+    assert [r['host'] for r in report['rows']] == ['blank', 'good', 'odd']
+    assert report['guests']['good'][0]['verdict'] == 'inhibited'
+    for name, shown in (('odd', "'weird'"), ('blank', 'None')):
+        win, gone = report['guests'][name]
+        assert win['verdict'] == 'unreadable' and win['active'] is True and win['findings'] == []
+        assert 'host facts are not usable' in win['error'] and shown in win['error'], win['error']
+        assert gone['verdict'] == 'unreadable' and gone['error'] == 'dumpxml failed'
+        row = report['records'][name]['summary']
+        assert row['reasons'] == [win['error']]
+        assert (row['guests_total'], row['guests_ready'], row['guests_inhibited']) == (2, 0, 0)
+        lines = avic_report.host_report_lines(row, hosts[0]['vfio_avic'], report['guests'][name])
+        assert '  reason   %s' % win['error'] in lines and '      %s' % win['error'] in lines
+    assert 'reasons' not in report['records']['good']['summary']
+    assert report['totals']['hosts'] == 3 and report['totals']['guests_inhibited'] == 1
+    # the filter on its own still refuses such a host, naming the problem
+    with pytest.raises(AnsibleFilterError, match='kernel'):
+        avic_audit_domains(hosts[1]['vfio_avic']['domains'], hosts[1]['vfio_avic'])
+
+
+NOT_AMD = {'id': 'not_amd', 'severity': 'info', 'message': 'The host CPU is GenuineIntel, not AMD',
+           'fix': ''}
+
+
+def test_guests_of_a_non_amd_host_are_not_applicable(tmp_path, domain_xml):
+    intel = tmp_path / 'intel'
+    intel.mkdir()
+    facts = avic_gather.gather(root=write_host_tree(intel, cpuinfo_name='intel_xeon_gold_6338.txt',
+                                                    kernel='6.8.0-45-generic'))
+    facts['domains'] = [{'name': 'win', 'active': True, 'xml': domain_xml('seed_windows_before.xml')},
+                        {'name': 'lin', 'active': False, 'xml': domain_xml('clean_linux.xml')}]
+    zen4 = _zen4_facts(tmp_path / 'zen4', domain_xml, '6.8.0-45-generic')
+    report = avic_fleet.fleet_report([{'inventory_hostname': 'xeon', 'vfio_avic': facts},
+                                      {'inventory_hostname': 'epyc', 'vfio_avic': zen4}])
+    win, lin = report['guests']['xeon']
+    assert [f['id'] for f in win['findings']] == ['not_amd']
+    assert win['verdict'] == lin['verdict'] == 'not_applicable'
+    assert win['inhibits'] == [] and win['warnings'] == []
+    epyc, xeon = report['rows']
+    assert (xeon['guests_total'], xeon['guests_ready'], xeon['guests_inhibited'],
+            xeon['guests_not_applicable']) == (2, 0, 0, 2)
+    assert epyc['guests_not_applicable'] == 0
+    totals = report['totals']
+    assert (totals['guests_ready'], totals['guests_inhibited'], totals['guests_not_applicable']) == (0, 1, 2)
+
+    table = avic_report.fleet_table(report['rows'])
+    assert 'guests n/a' in table[0]
+    assert re.split(r'\s{2,}', table[0])[-2:] == ['guests n/a', 'inhibits']
+    assert re.split(r'\s{2,}', table[3]) == ['xeon', 'intel', '6.8.0-45-generic', 'unsupported', '-',
+                                             '0/0/0/2', '2', '-']
+    assert table[-1].endswith('guests 0 ready, 1 inhibited, 2 not applicable')
+
+    text = '\n'.join(avic_report.fleet_markdown(report['rows'], report['guests']))
+    assert '| guests ready/restart/inhibited/total | guests n/a | inhibits |' in text
+    assert '|---|---|---|---|---|---|---|---|---|' in text
+    assert '| 0/0/0/2 | 2 | - |' in text
+    assert '| xeon | win | running | not applicable | - | - |' in text
+    assert '2 not applicable.' in text
+
+    lines = avic_report.host_report_lines(xeon, facts, report['guests']['xeon'])
+    assert '  guest win (running): not applicable' in lines
+    assert '      %s' % win['findings'][0]['message'] in lines
+
+
+def test_fleet_without_non_amd_guests_keeps_its_columns(tmp_path):
+    _facts, domains, row = _zen2(tmp_path)
+    table = avic_report.fleet_table([row])
+    assert 'n/a' not in table[0] and 'not applicable' not in table[-1]
+    assert 'n/a' not in '\n'.join(avic_report.fleet_markdown([row], {'zen2': domains}))
+
+
+def test_not_applicable_only_when_every_finding_says_so():
+    assert avic_report.audit_verdict([NOT_AMD]) == 'not_applicable'
+    assert avic_report.audit_verdict([NOT_AMD, PIT]) == 'inhibited'
+    assert avic_report.audit_verdict([NOT_AMD, X2]) == 'ready'
+    assert avic_report.audit_verdict([]) == 'ready'
+    assert avic_report.domain_result('x', [NOT_AMD], error='no XML')['verdict'] == 'unreadable'
+
+
+def test_guest_role_ready_on_a_non_amd_host_stays_not_applicable():
+    domains = [avic_report.domain_result('win', [NOT_AMD], True),
+               avic_report.domain_result('lin', [NOT_AMD], False)]
+    row = {'host': 'xeon', 'status': 'unsupported', 'pending': []}
+    report = [{'name': 'win', 'state': 'ready', 'findings_before': ['not_amd'], 'findings_after': ['not_amd']},
+              {'name': 'lin', 'state': 'ready', 'findings_before': [], 'findings_after': []},
+              {'name': 'new', 'state': 'not_applicable', 'findings_after': ['not_amd']}]
+    merged, guests = avic_fleet.merge_host(row, domains, guest_report=report)
+    assert [(g['name'], g['verdict']) for g in guests] == [
+        ('win', 'not_applicable'), ('lin', 'not_applicable'), ('new', 'not_applicable')]
+    assert (merged['guests_total'], merged['guests_ready'], merged['guests_not_applicable']) == (3, 0, 3)
+    merged, guests = avic_fleet.merge_host(
+        row, [avic_report.domain_result('vm', [], False)],
+        guest_report=[{'name': 'vm', 'state': 'ready', 'findings_after': []}])
+    assert guests[0]['verdict'] == 'ready' and merged['guests_not_applicable'] == 0

@@ -126,3 +126,21 @@ def test_not_loaded():
     findings = avic_host.host_findings(facts)
     assert ids(findings) == ['kvm_amd_not_loaded']
     assert avic_host.host_status(facts, findings) == 'inactive'
+
+
+@pytest.mark.parametrize('kernel,shown', [('weird', "'weird'"), (None, 'None'), ('6.x', "'6.x'")])
+def test_unparseable_kernel_release_has_its_own_finding(kernel, shown):
+    facts = _facts(params={'avic': 'Y', 'npt': 'Y', 'nested': '0'}, kernel=kernel)
+    findings = avic_host.host_findings(facts)
+    assert ids(findings) == ['kernel_unparseable']
+    unparseable = findings[0]
+    assert unparseable['severity'] == 'warning' and shown in unparseable['message']
+    assert 'No kernel rule' in unparseable['message'] and 'uname -r' in unparseable['fix']
+    assert 'cpu_unknown' not in ids(findings)
+    assert avic_host.host_status(facts, findings) == 'active'
+
+
+def test_unparseable_kernel_keeps_the_nested_rule_conservative():
+    findings = avic_host.host_findings(_facts(params={'avic': 'Y', 'nested': '1'}, kernel='weird'))
+    assert ids(findings) == ['kernel_unparseable', 'nested_enabled']
+    assert [f['severity'] for f in findings if f['id'] == 'nested_enabled'] == ['inhibit']

@@ -7,7 +7,14 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
+import os
+import subprocess
+import sys
+
 from ansible_collections.vfio.avic.plugins.module_utils import avic_sampler as sampler
+
+from conftest import COLLECTIONS
 
 
 def fake_tracefs(root, tracer='nop', set_event='', entries=0):
@@ -70,3 +77,105 @@ def test_find_tracefs_prefers_the_standard_mount_and_knows_debugfs(tmp_path):
     assert sampler.find_tracefs('') in (None, sampler.DEFAULT_MOUNT_POINT)
     assert sampler.find_tracefs(mounts, wanted=str(tmp_path / 'nope')) is None
     assert sampler.parse_mounts('none /a\\040b tracefs rw 0 0\nshort\n') == [('/a b', 'tracefs')]
+
+
+def fallback_tracefs(root):
+    """A tracefs without instances (old kernel, or instances unavailable): the top-level buffer."""
+    fake_tracefs(root)
+    (root / 'trace').write_text('')
+    (root / 'trace_pipe').write_text('')
+    return root
+
+
+def test_fallback_mode_clears_what_the_sample_left_in_the_top_level_buffer(tmp_path):
+    root = fallback_tracefs(tmp_path)
+    session = sampler.TraceSession(tracefs=str(root), use_instance=True)
+    seen = []
+    try:
+        session.open()
+        assert session.method == 'global' and session.instance is None
+        session.start(seen.append)
+        # a failure before the last read: the buffer still holds the sample's events
+        (root / 'trace').write_text('qemu-4242 [001] 10.0: kvm_apicv_accept_irq: apicid 0 vec 236\n')
+    finally:
+        report = session.close()
+    assert (root / 'trace').read_text() == ''
+    assert report['errors'] == [] and report['state_restored'] is True and report['method'] == 'global'
+    assert (root / 'tracing_on').read_text() == '1'
+    assert (root / 'events/kvm/kvm_apicv_accept_irq/enable').read_text() == '0'
+
+
+def test_fallback_mode_says_when_the_buffer_cannot_be_emptied(tmp_path):
+    root = fallback_tracefs(tmp_path)
+    session = sampler.TraceSession(tracefs=str(root), use_instance=False)
+    session.open()
+    (root / 'per_cpu' / 'cpu0' / 'stats').write_text('entries: 7\n')  # the kernel kept them
+    report = session.close()
+    assert report['state_restored'] is False
+    assert report['errors'] == ['the top-level trace buffer still holds 7 events after clearing it']
+
+
+# --- avic_runtime: restart_to_capture needs restart: true --------------------------------
+FAKE_VIRSH = """#!/bin/sh
+# records every call; a guest that is running until it is shut down
+echo "$*" >> "$VIRSH_LOG"
+case "$3" in
+  domstate) if [ -f "$VIRSH_LOG.down" ]; then echo 'shut off'; else echo running; fi ;;
+  shutdown) touch "$VIRSH_LOG.down" ;;
+  start) rm -f "$VIRSH_LOG.down" ;;
+esac
+"""
+
+
+def run_runtime_module(tmp_path, args, check_mode=False):
+    """plugins/modules/avic_runtime.py as Ansible runs it, on a tracefs laid out in tmp_path, with
+    a virsh on PATH that stands for the libvirt guest: (result, virsh calls)."""
+    root = tmp_path / 'tracefs'
+    if not root.exists():
+        fallback_tracefs(root)
+    fake_bin = tmp_path / 'bin'
+    fake_bin.mkdir(exist_ok=True)
+    (fake_bin / 'virsh').write_text(FAKE_VIRSH)
+    (fake_bin / 'virsh').chmod(0o755)
+    log = tmp_path / 'virsh.log'
+    if log.exists():
+        log.unlink()
+    payload = dict(args, tracefs=str(root), duration=1, _ansible_check_mode=check_mode)
+    args_file = tmp_path / 'args.json'
+    args_file.write_text(json.dumps({'ANSIBLE_MODULE_ARGS': payload}))
+    env = dict(os.environ, PYTHONPATH=COLLECTIONS, VIRSH_LOG=str(log),
+               PATH='%s:%s' % (fake_bin, os.environ.get('PATH', '')))
+    proc = subprocess.run(
+        [sys.executable, '-m', 'ansible_collections.vfio.avic.plugins.modules.avic_runtime', str(args_file)],
+        cwd=str(tmp_path), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        universal_newlines=True, check=False)
+    calls = log.read_text().splitlines() if log.exists() else []
+    return json.loads(proc.stdout), calls
+
+
+def test_restart_to_capture_without_restart_never_touches_the_guest(tmp_path):
+    result, calls = run_runtime_module(tmp_path, {'restart_to_capture': True, 'domain': 'win11'})
+    assert calls == []
+    assert not result.get('failed') and result['changed'] is False, result
+    assert result['restart']['requested'] is True and result['restart']['performed'] is False
+    assert 'needs restart: true' in result['restart']['reason'] and 'win11' in result['restart']['reason']
+    assert 'needs restart: true' in json.dumps(result.get('warnings')), 'the module warns about it'
+    assert result['sampled'] is True and result['state_restored'] is True
+
+
+def test_restart_in_check_mode_is_only_reported(tmp_path):
+    result, calls = run_runtime_module(tmp_path, {'restart_to_capture': True, 'restart': True,
+                                                  'domain': 'win11'}, check_mode=True)
+    assert calls == []
+    assert result['changed'] is True and result['restart']['performed'] is False
+    assert result['restart']['reason'] == 'check mode: win11 would be restarted'
+
+
+def test_restart_with_consent_goes_through_virsh(tmp_path):
+    """The control for the two tests above: the same fake virsh is used when consent is given."""
+    result, calls = run_runtime_module(tmp_path, {'restart_to_capture': True, 'restart': True,
+                                                  'domain': 'win11', 'libvirt_uri': 'qemu:///system'})
+    assert calls == ['-c qemu:///system domstate -- win11', '-c qemu:///system shutdown -- win11',
+                     '-c qemu:///system domstate -- win11', '-c qemu:///system start -- win11']
+    assert result['changed'] is True and result['restart']['performed'] is True, result
+    assert result['state_restored'] is True
