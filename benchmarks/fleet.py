@@ -122,7 +122,7 @@ def run_size(n, forks, workdir):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
-    parser.add_argument('--sizes', default='5,20', help='comma-separated fleet sizes (default 5,20)')
+    parser.add_argument('--sizes', default='5,20,50', help='comma-separated fleet sizes (default 5,20,50)')
     parser.add_argument('--forks', type=int, default=20)
     args = parser.parse_args()
     if not shutil.which('podman'):

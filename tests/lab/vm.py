@@ -229,15 +229,38 @@ def ssh_ready(port, key):
     return probe.returncode == 0
 
 
+def is_our_qemu(pid, name):
+    """True when pid is the QEMU process of this instance (a reused pid is not)."""
+    try:
+        with open('/proc/%d/cmdline' % pid, 'rb') as handle:
+            argv = handle.read().split(b'\0')
+    except (IOError, OSError):
+        return False
+    return bool(argv) and b'qemu-system' in os.path.basename(argv[0]) and \
+        ('vfio-avic-' + name).encode() in argv
+
+
 def pid_of(name):
     path = os.path.join(instance_dir(name), 'qemu.pid')
     try:
         with open(path) as handle:
             pid = int(handle.read().strip())
         os.kill(pid, 0)
-        return pid
     except (IOError, OSError, ValueError):
         return None
+    return pid if is_our_qemu(pid, name) else None
+
+
+CONSOLE_TAIL = 4000
+
+
+def console_tail(name, size=CONSOLE_TAIL):
+    """The last characters of an instance's serial console log ('' when there is none)."""
+    try:
+        with open(os.path.join(instance_dir(name), 'console.log'), errors='replace') as handle:
+            return handle.read()[-size:]
+    except IOError:
+        return ''
 
 
 def start(name, memory=2048, cpus=2):
@@ -272,16 +295,24 @@ def start(name, memory=2048, cpus=2):
             return info
         time.sleep(3)
     say('the VM did not answer ssh within %d s; its console log follows' % timeout)
-    try:
-        with open(console, errors='replace') as handle:
-            sys.stderr.write(handle.read()[-6000:])
-    except IOError:
-        pass
-    stop(name)
+    sys.stderr.write(console_tail(name, 6000))
+    stop(name, show_console=False)
     sys.exit('VM %s did not come up in %d s' % (name, timeout))
 
 
-def stop(name):
+def stop(name, show_console=True):
+    """Stop the instance's QEMU by its pid and remove its files.
+
+    The console log goes with them, so its tail is shown first (a converge that failed on a
+    reboot is explained by it) and the whole log is kept as <name>-console.log in the lab dir.
+    """
+    tail = console_tail(name)
+    if tail and show_console:
+        say('last lines of the %s console:' % name)
+        sys.stderr.write(tail + '\n')
+    if tail:
+        shutil.copyfile(os.path.join(instance_dir(name), 'console.log'),
+                        os.path.join(os.path.dirname(instance_dir(name)), '%s-console.log' % name))
     pid = pid_of(name)
     if pid:
         os.kill(pid, signal.SIGTERM)

@@ -48,3 +48,37 @@ def test_bad_arguments_are_refused_without_touching_anything(tmp_path):
                             text=True, check=False)
     assert status.returncode == 0 and '"running": false' in status.stdout
     assert os.listdir(str(tmp_path)) == []
+
+
+def test_a_pidfile_naming_another_process_is_not_taken_for_the_vm(tmp_path, monkeypatch):
+    monkeypatch.setattr(vm, 'VM_DIR', str(tmp_path))
+    inst = tmp_path / 'instances' / 'lab'
+    inst.mkdir(parents=True)
+    # this test's own process is alive but is not QEMU: stop must never signal it
+    (inst / 'qemu.pid').write_text('%d\n' % os.getpid())
+    assert vm.is_our_qemu(os.getpid(), 'lab') is False
+    assert vm.pid_of('lab') is None
+    sleeper = subprocess.Popen(['sleep', '30'])
+    try:
+        (inst / 'qemu.pid').write_text('%d\n' % sleeper.pid)
+        assert vm.pid_of('lab') is None
+        vm.stop('lab')
+        assert sleeper.poll() is None, 'a process that is not the instance QEMU was signalled'
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_stop_shows_the_console_tail_and_keeps_the_log(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(vm, 'VM_DIR', str(tmp_path))
+    inst = tmp_path / 'instances' / 'lab'
+    inst.mkdir(parents=True)
+    lines = ['[    %d.000000] boot line %d' % (i, i) for i in range(2000)]
+    (inst / 'console.log').write_text('\n'.join(lines) + '\nKernel panic - not syncing: VFS\n')
+    vm.stop('lab')
+    err = capsys.readouterr().err
+    assert 'Kernel panic - not syncing' in err and 'boot line 1999' in err
+    assert 'boot line 0\n' not in err, 'only the tail is shown'
+    assert not inst.exists()
+    kept = (tmp_path / 'instances' / 'lab-console.log').read_text()
+    assert kept.startswith('[    0.000000] boot line 0') and kept.endswith('VFS\n')
