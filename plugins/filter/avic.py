@@ -9,7 +9,7 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.vfio.avic.plugins.module_utils import avic_cpu, avic_domain, avic_kernel, avic_report
+from ansible_collections.vfio.avic.plugins.module_utils import avic_cpu, avic_domain, avic_kernel
 from ansible_collections.vfio.avic.plugins.module_utils.avic_findings import worst_severity
 
 
@@ -64,7 +64,7 @@ def avic_verdict(findings):
     if not isinstance(findings, list):
         raise AnsibleFilterError('vfio.avic.avic_verdict expects a list of findings, got %s'
                                  % type(findings).__name__)
-    return avic_report.audit_verdict(findings)
+    return avic_domain.verdict(findings)
 
 
 def avic_worst_severity(findings):

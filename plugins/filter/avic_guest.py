@@ -9,7 +9,7 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.vfio.avic.plugins.module_utils import avic_domain_new
+from ansible_collections.vfio.avic.plugins.module_utils import avic_domain, avic_domain_new
 
 
 def avic_domain_xml(spec):
@@ -35,10 +35,8 @@ def guest_entry(result):
     inhibits = [f for f in after if f.get('severity') == 'inhibit']
     if result.get('restart_required'):
         state = 'restart_required'
-    elif inhibits:
-        state = 'inhibited'
     else:
-        state = 'ready'
+        state = avic_domain.verdict(after)
     reasons = ['%s: %s' % (f['id'], f['message']) for f in inhibits] + list(result.get('notes') or [])
     if state == 'restart_required':
         reasons.insert(0, 'running with the old definition: restart it to apply the fix')

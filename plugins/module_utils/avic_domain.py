@@ -397,6 +397,14 @@ def audit_domain(xml_text, host, name=None):
     return out
 
 
+# Finding ids that say AVIC does not apply to a guest at all (a host without an AMD/Hygon CPU).
+NOT_APPLICABLE_IDS = ('not_amd',)
+
+
 def verdict(findings):
-    """'ready' (nothing inhibits AVIC), or 'inhibited'."""
-    return 'inhibited' if any(f['severity'] == INHIBIT for f in findings) else 'ready'
+    """'not_applicable' when the only findings say AVIC does not apply to the host, else
+    'inhibited' (something inhibits AVIC) or 'ready'."""
+    ids = [f.get('id') for f in findings or [] if isinstance(f, dict)]
+    if ids and all(i in NOT_APPLICABLE_IDS for i in ids):
+        return 'not_applicable'
+    return 'inhibited' if any(f.get('severity') == INHIBIT for f in findings or []) else 'ready'

@@ -60,7 +60,7 @@ FINDING_IDS = {
     'invtsc_missing': ('domain', 'Windows guest without invtsc required'),
     'split_irqchip_required': ('domain', "kernel older than 5.6 and no <ioapic driver='qemu'/>"),
     'too_many_vcpus': ('domain', 'more than 255 vCPUs without x2AVIC'),
-    'sev_guest': ('domain', 'SEV-ES or SEV-SNP guest: AVIC is inhibited'),
+    'sev_guest': ('domain', 'SEV, SEV-ES or SEV-SNP guest: AVIC is inhibited'),
 }
 
 

@@ -59,7 +59,7 @@ def _guest_from_role(entry, previous=None):
 def _not_applicable(after, previous):
     """A guest the role calls ready on a host where AVIC does not apply (not AMD/Hygon)."""
     if after:
-        return all(i in avic_report.NOT_APPLICABLE_IDS for i in after)
+        return all(i in avic_domain.NOT_APPLICABLE_IDS for i in after)
     return previous.get('verdict') == 'not_applicable'
 
 

@@ -8,7 +8,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.vfio.avic.plugins.module_utils.avic_cpu import generation_name
-from ansible_collections.vfio.avic.plugins.module_utils.avic_domain import verdict
+from ansible_collections.vfio.avic.plugins.module_utils import avic_domain
 
 _MARK = {'inhibit': 'INHIBIT', 'warning': 'WARN', 'info': 'info'}
 
@@ -17,26 +17,13 @@ def _ids(findings, severity):
     return [f['id'] for f in findings if f.get('severity') == severity]
 
 
-# Finding ids that say AVIC does not apply to a guest at all (a host without an AMD/Hygon CPU).
-NOT_APPLICABLE_IDS = ('not_amd',)
-
-
-def audit_verdict(findings):
-    """'not_applicable' when the only findings say AVIC does not apply to this host, else
-    avic_domain.verdict(): 'inhibited' or 'ready'."""
-    ids = [f.get('id') for f in findings or [] if isinstance(f, dict)]
-    if ids and all(i in NOT_APPLICABLE_IDS for i in ids):
-        return 'not_applicable'
-    return verdict(findings)
-
-
 def domain_result(name, findings, active=False, error=None):
     """One audited guest: name, active, verdict (ready, inhibited, not_applicable, unreadable),
     findings."""
     return {
         'name': name,
         'active': bool(active),
-        'verdict': 'unreadable' if error else audit_verdict(findings),
+        'verdict': 'unreadable' if error else avic_domain.verdict(findings),
         'inhibits': _ids(findings, 'inhibit'),
         'warnings': _ids(findings, 'warning'),
         'findings': findings,

@@ -10,7 +10,7 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.vfio.avic.plugins.filter.avic_report import avic_audit_domains, avic_fleet_merge
-from ansible_collections.vfio.avic.plugins.module_utils import avic_fleet, avic_gather, avic_report
+from ansible_collections.vfio.avic.plugins.module_utils import avic_domain, avic_fleet, avic_gather, avic_report
 
 from conftest import write_host_tree
 
@@ -244,10 +244,10 @@ def test_fleet_without_non_amd_guests_keeps_its_columns(tmp_path):
 
 
 def test_not_applicable_only_when_every_finding_says_so():
-    assert avic_report.audit_verdict([NOT_AMD]) == 'not_applicable'
-    assert avic_report.audit_verdict([NOT_AMD, PIT]) == 'inhibited'
-    assert avic_report.audit_verdict([NOT_AMD, X2]) == 'ready'
-    assert avic_report.audit_verdict([]) == 'ready'
+    assert avic_domain.verdict([NOT_AMD]) == 'not_applicable'
+    assert avic_domain.verdict([NOT_AMD, PIT]) == 'inhibited'
+    assert avic_domain.verdict([NOT_AMD, X2]) == 'ready'
+    assert avic_domain.verdict([]) == 'ready'
     assert avic_report.domain_result('x', [NOT_AMD], error='no XML')['verdict'] == 'unreadable'
 
 

@@ -116,3 +116,15 @@ def test_role_helper_filters_fail_with_the_variable_named():
         host_filters.avic_host_cmdline_args(['iommu=pt'], 'posted')
     with pytest.raises(AnsibleFilterError, match='below the minimum'):
         kernel_filters.avic_kernel_keep_plan({'kernel': '4.4.0', 'os': {'family': 'Debian', 'id': 'debian'}})
+
+
+def test_guest_report_calls_a_guest_of_an_intel_host_not_applicable():
+    from ansible_collections.vfio.avic.plugins.filter.avic_guest import guest_entry
+    not_amd = {'id': 'not_amd', 'severity': 'info', 'message': 'Intel: APICv', 'fix': ''}
+    pit = {'id': 'pit_reinject', 'severity': 'inhibit', 'message': 'PIT', 'fix': ''}
+    entry = guest_entry({'item': {'name': 'win'}, 'findings_before': [not_amd], 'findings_after': [not_amd]})
+    assert entry['state'] == 'not_applicable' and entry['line'] == 'win: not applicable'
+    assert guest_entry({'item': {'name': 'lin'}, 'findings_after': [pit]})['state'] == 'inhibited'
+    assert guest_entry({'item': {'name': 'ok'}, 'findings_after': []})['state'] == 'ready'
+    assert guest_entry({'item': {'name': 'r'}, 'findings_after': [], 'restart_required': True})['state'] == \
+        'restart_required'
