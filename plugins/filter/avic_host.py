@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: contributors to the vfio.avic collection
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Host role filters: preflight decision, owned command-line arguments, final state."""
+"""Host role filters: preflight decision, owned command-line arguments, final state and what
+activating needs, and the running-guest guard before a reload or a reboot."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -35,29 +36,66 @@ def avic_host_cmdline_args(iommu_args, iommu_intr=None, extra_args=None):
 
 
 def avic_host_state(facts, options, cmdline_args, cmdline_changed=False, reloaded=False,
-                    preflight=None):
-    """avic_host_status after the role acted."""
+                    preflight=None, next_boot='facts', remove=None, conflicts=None):
+    """avic_host_status after the role acted; also what activating needs (reload, reboot).
+
+    ``next_boot`` is the registered result of vfio.avic.avic_cmdline (its next_boot line), a
+    command line, None (no managed configuration) or 'facts' (the facts' boot_cmdline).
+    """
+    facts = _facts(facts, 'avic_host_state')
     if isinstance(options, dict):
         options = sorted(options.items())
-    return avic_hostplan.final_state(_facts(facts, 'avic_host_state'), list(options or []),
-                                     list(cmdline_args or []), bool(cmdline_changed), bool(reloaded),
-                                     preflight)
+    if next_boot == 'facts' or isinstance(next_boot, dict):
+        line = avic_hostplan.next_boot_line(facts, next_boot if isinstance(next_boot, dict) else None)
+    else:
+        line = next_boot
+    target = next_boot.get('target') if isinstance(next_boot, dict) and next_boot.get('target') \
+        else (facts.get('boot_cmdline') or {}).get('target')
+    return avic_hostplan.final_state(facts, list(options or []), list(cmdline_args or []),
+                                     bool(cmdline_changed), bool(reloaded), preflight,
+                                     next_boot=line,
+                                     remove_keys=[r.partition('=')[0] for r in remove or []],
+                                     winning_conflicts=[c for c in conflicts or [] if c.get('wins')],
+                                     target=target)
 
 
 def avic_host_cmdline_needed(facts, args, remove=None, target='auto'):
     """Whether vfio.avic.avic_cmdline has anything to do, judged from the facts' configured line.
 
-    True when the module must run (the line would change, or the facts cannot tell: grubby, an
-    explicit target other than the one found, an unreadable file); False when every owned argument
-    is already there exactly once and nothing is to be removed.
+    True when the module must run (the line would change, or the facts cannot tell: grubby,
+    Proxmox, whose ESP mode only the module reads, an explicit target other than the one found,
+    an unreadable file, or GRUB while the running line lacks an owned argument, since a
+    /etc/default/grub.d file may override the line the facts read); False when every owned
+    argument is already there exactly once and nothing is to be removed.
     """
-    boot = _facts(facts, 'avic_host_cmdline_needed').get('boot_cmdline') or {}
+    facts = _facts(facts, 'avic_host_cmdline_needed')
+    boot = facts.get('boot_cmdline') or {}
+    args = list(args or [])
+    remove = [r.partition('=')[0] for r in remove or []]
     if boot.get('target') in (None, 'grubby') or target not in ('auto', boot.get('target')):
+        return True
+    if (facts.get('boot_loader') or {}).get('kind') == 'proxmox-boot-tool':
         return True
     if boot.get('target') == 'none':
         return False
-    return avic_hostplan.cmdline_needs_change(boot.get('value'), list(args or []),
-                                              [r.partition('=')[0] for r in remove or []]) is not False
+    if avic_hostplan.cmdline_needs_change(boot.get('value'), args, remove) is not False:
+        return True
+    if boot.get('target') == 'grub' and 'sources' not in boot and facts.get('cmdline') is not None:
+        return avic_hostplan.cmdline_decision(facts.get('cmdline') or '', boot.get('value'), args,
+                                              remove)['missing'] != []
+    return False
+
+
+def avic_host_reboot_guard(guests, libvirt_running=None, shutdown=False, container=None,
+                           check_mode=False):
+    """proceed / shutdown / skip / report, from the guests read right before going down."""
+    if guests is not None and not isinstance(guests, list):
+        raise AnsibleFilterError('vfio.avic.avic_host_reboot_guard expects the guests list of '
+                                 'vfio.avic.avic_facts, got %r' % type(guests).__name__)
+    if isinstance(libvirt_running, str):
+        libvirt_running = [n.strip() for n in libvirt_running.splitlines() if n.strip()]
+    return avic_hostplan.reboot_guard(list(guests or []), libvirt_running, bool(shutdown),
+                                      container or None, bool(check_mode))
 
 
 class FilterModule(object):
@@ -69,4 +107,5 @@ class FilterModule(object):
             'avic_host_cmdline_args': avic_host_cmdline_args,
             'avic_host_state': avic_host_state,
             'avic_host_cmdline_needed': avic_host_cmdline_needed,
+            'avic_host_reboot_guard': avic_host_reboot_guard,
         }

@@ -48,14 +48,18 @@ class HostFiles(object):
         except (IOError, OSError):
             return []
 
-    def write(self, path, content, changes, mode=0o644):
-        """Make ``path`` hold ``content``; record the change in ``changes``. True when it differs."""
+    def write(self, path, content, changes, mode=0o644, note=None):
+        """Make ``path`` hold ``content``; record the change in ``changes``. True when it differs.
+
+        ``note`` is added to the diff header (for example where a new file's content came from).
+        """
         before = self.read(path)
         if before == content:
             return False
+        header = path if before is not None else '%s (absent)' % path
         changes.append({'path': path, 'diff': {
             'before': before or '', 'after': content,
-            'before_header': path if before is not None else '%s (absent)' % path,
+            'before_header': header if not note else '%s; %s' % (header, note),
             'after_header': path}})
         if self.module.check_mode:
             return True

@@ -16,9 +16,36 @@ description:
   - Makes each argument of O(args) appear once on the configured kernel command line; an argument
     with the same key (C(amd_iommu=off) for C(amd_iommu=on)) is replaced in place, every other
     argument of the user keeps its place.
-  - Edits C(GRUB_CMDLINE_LINUX_DEFAULT) in C(/etc/default/grub) for GRUB, C(/etc/kernel/cmdline) for
-    systemd-boot, kernel-install and Proxmox, or the boot entries through C(grubby).
-  - Backs the file up before a change. Regenerating the boot loader configuration is left to the
+  - Edits C(GRUB_CMDLINE_LINUX_DEFAULT) for GRUB, C(/etc/kernel/cmdline) for systemd-boot,
+    kernel-install and Proxmox with systemd-boot, or the boot entries through C(grubby).
+  - 'GRUB: the shell value is edited token by token: double-quoted (escaped quotes such as
+    C(dyndbg="file foo.c +p") included), single-quoted and unquoted values, values spread over
+    lines, text after the closing quote (C(; GRUB_TIMEOUT=3), a comment) and every other line stay
+    byte for byte. C(GRUB_CMDLINE_LINUX) and C(GRUB_CMDLINE_LINUX_DEFAULT) are read together, as GRUB
+    joins them: an owned argument already in C(GRUB_CMDLINE_LINUX) is not added again (a different
+    value of its key is replaced there). The files of C(/etc/default/grub.d/*.cfg) are read after
+    C(/etc/default/grub) as C(grub-mkconfig) does; when one of them sets
+    C(GRUB_CMDLINE_LINUX_DEFAULT) (Ubuntu cloud images), that file, which wins, is edited and the
+    message says so. A value whose quoting cannot be parsed is refused with its file and line.'
+  - 'systemd-boot and kernel-install: when C(/etc/kernel/cmdline) does not exist, kernel-install
+    falls back to C(/usr/lib/kernel/cmdline), then to C(/proc/cmdline); writing only the owned
+    arguments would lose C(root=) and the rest. The file is then seeded from that fallback
+    without the boot loader''s C(BOOT_IMAGE=) and C(initrd=), and the message and the diff say so.
+    Nothing is written when there is nothing to seed it with.'
+  - 'C(auto) target rule: Proxmox VE with C(/etc/kernel/proxmox-boot-uuids) follows the ESP modes
+    of C(proxmox-boot-tool status) (C(uefi): systemd-boot reads C(/etc/kernel/cmdline); C(grub),
+    legacy BIOS or Secure Boot: C(/etc/default/grub)); without them, a BIOS boot (no
+    C(/sys/firmware/efi)) is GRUB and a UEFI boot uses C(/etc/kernel/cmdline) when it exists or
+    there is no C(/etc/default/grub). Elsewhere a systemd-boot C(loader.conf) means
+    C(/etc/kernel/cmdline) unless C(/etc/default/grub) exists and the host did not boot through
+    UEFI; C(/etc/kernel/cmdline) alone means kernel-install; C(grubby) with Boot Loader
+    Specification entries (C(/boot/loader/entries), Fedora and RHEL) means C(grubby); else
+    C(/etc/default/grub); else C(grubby); else C(none).'
+  - 'C(grubby): C(grubby --update-kernel=ALL) edits every boot entry; for the kernels installed
+    later and for C(grub2-mkconfig) runs, C(/etc/default/grub) and C(/etc/kernel/cmdline) are edited
+    too where they exist (older grubby versions leave them alone; newer ones update
+    C(GRUB_CMDLINE_LINUX), which is then not duplicated).'
+  - Backs each file up before a change. Regenerating the boot loader configuration is left to the
     caller (the C(vfio.avic.host) role runs it as a handler); RV(refresh) says what to run.
 author:
   - vfio.avic maintainers (@vfio-avic)
@@ -38,8 +65,9 @@ options:
   target:
     description:
       - Where the command line is configured. C(auto) picks C(kernel_cmdline) on Proxmox and
-        systemd-boot hosts, else C(grub) when C(/etc/default/grub) exists, else C(grubby) when it is
-        installed, else C(none) (nothing to edit; reported).
+        systemd-boot hosts, C(grubby) on hosts with Boot Loader Specification entries, else C(grub)
+        when C(/etc/default/grub) exists, else C(grubby) when it is installed, else C(none)
+        (nothing to edit; reported). The full rule is in the description.
     type: str
     choices: [auto, grub, kernel_cmdline, grubby]
     default: auto
@@ -107,6 +135,22 @@ backups:
   returned: always
   type: list
   elements: str
+next_boot:
+  description: >-
+    The command line the next boot gets from the configuration edited (GRUB: C(GRUB_CMDLINE_LINUX)
+    then C(GRUB_CMDLINE_LINUX_DEFAULT) after every file; grubby: the default entry), null for C(none).
+  returned: always
+  type: str
+paths:
+  description: Every file edited (GRUB with a C(/etc/default/grub.d) file, grubby with its files).
+  returned: always
+  type: list
+  elements: str
+notes:
+  description: What the edit had to decide (a seeded file, the grub.d file that wins, the Proxmox ESP mode).
+  returned: always
+  type: list
+  elements: str
 '''
 
 from ansible.module_utils.basic import AnsibleModule
@@ -114,29 +158,60 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.vfio.avic.plugins.module_utils import avic_hostplan
 from ansible_collections.vfio.avic.plugins.module_utils.avic_files import HostFiles
 
-GRUB = '/etc/default/grub'
-KERNEL_CMDLINE = '/etc/kernel/cmdline'
+GRUB = avic_hostplan.GRUB_DEFAULT_FILE
+KERNEL_CMDLINE = avic_hostplan.KERNEL_CMDLINE_FILE
 
 
-def pick_target(files, module):
+def proxmox_modes(files, module):
+    """ESP modes from ``proxmox-boot-tool status`` (a read-only listing), or None."""
+    if files.root != '/' or not files.exists(avic_hostplan.PROXMOX_UUIDS):
+        return None
+    tool = module.get_bin_path('proxmox-boot-tool')
+    if not tool:
+        return None
+    rc, out, _err = module.run_command([tool, 'status'], environ_update={'LC_ALL': 'C'})
+    return avic_hostplan.proxmox_boot_modes(out) if rc == 0 else None
+
+
+def pick_target(files, module, notes):
+    modes = proxmox_modes(files, module)
+    if modes:
+        notes.append('proxmox-boot-tool status: ESPs configured with %s' % ', '.join(sorted(modes)))
     return avic_hostplan.cmdline_target(
-        files.exists, files.root == '/' and bool(module.get_bin_path('grubby')))
+        files.exists, files.root == '/' and bool(module.get_bin_path('grubby')), modes)
+
+
+def grubby_entries(module, grubby):
+    """Args of every boot entry and the default one's, from grubby --info=ALL."""
+    rc, out, err = module.run_command([grubby, '--info=ALL'])
+    if rc != 0:
+        module.fail_json(msg='grubby --info=ALL failed: %s' % (err or out).strip())
+    entries = {}
+    index = None
+    for line in out.splitlines():
+        if line.startswith('index='):
+            index = line[len('index='):].strip()
+        elif line.startswith('args=') and index is not None:
+            value = line[len('args='):].strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            entries[index] = value
+    rc, out, _err = module.run_command([grubby, '--default-index'])
+    default = out.strip() if rc == 0 and out.strip() in entries else (sorted(entries) or [None])[0]
+    return entries, default
 
 
 def run_grubby(module, args, remove):
     grubby = module.get_bin_path('grubby', required=True)
-    rc, out, err = module.run_command([grubby, '--info=DEFAULT'])
-    if rc != 0:
-        module.fail_json(msg='grubby --info=DEFAULT failed: %s' % (err or out).strip())
-    before = ''
-    for line in out.splitlines():
-        if line.startswith('args='):
-            before = line[len('args='):].strip().strip('"')
-    after = avic_hostplan.edit_cmdline(before, args, remove)
-    changed = after.split() != before.split()
+    entries, default = grubby_entries(module, grubby)
+    before = entries.get(default, '')
+    changed = any(avic_hostplan.cmdline_needs_change(a, args, remove) for a in entries.values())
     if changed and not module.check_mode:
-        add = [a for a in args if a not in before.split()]
-        drop = [w for w in before.split() if w not in after.split()]
+        words = set(w for a in entries.values() for w in avic_hostplan.split_kernel_args(a))
+        add = [a for a in args if any(a not in avic_hostplan.split_kernel_args(e) for e in entries.values())]
+        drop = sorted(set(avic_hostplan.arg_key(w) for w in words
+                          if avic_hostplan.arg_key(w) in set(avic_hostplan.arg_key(r) for r in remove)
+                          and avic_hostplan.arg_key(w) not in set(avic_hostplan.arg_key(a) for a in args)))
         command = [grubby, '--update-kernel=ALL']
         if add:
             command.append('--args=%s' % ' '.join(add))
@@ -145,7 +220,42 @@ def run_grubby(module, args, remove):
         rc, out, err = module.run_command(command)
         if rc != 0:
             module.fail_json(msg='grubby failed: %s' % (err or out).strip())
-    return changed, before, after
+    return changed, before, avic_hostplan.edit_cmdline(before, args, remove)
+
+
+def edit_grub(files, module, args, remove, changes, notes):
+    """Edit the GRUB files; returns (before, after, path of the new arguments)."""
+    try:
+        sources = avic_hostplan.grub_sources(files.read, files.listdir)
+        edit = avic_hostplan.edit_grub_files(sources, args, remove)
+    except avic_hostplan.PlanError as exc:
+        module.fail_json(msg=str(exc))
+    for path in sorted(edit['texts']):
+        files.write(path, edit['texts'][path], changes)
+    notes.extend(edit['notes'])
+    return edit['before'], edit['after'], edit['path']
+
+
+def edit_kernel_cmdline(files, module, args, remove, changes, notes, seed=True):
+    """Edit /etc/kernel/cmdline, seeding it when it is missing; returns (before, after)."""
+    text = files.read(KERNEL_CMDLINE)
+    note = None
+    if text is None:
+        if not seed:
+            return None, None
+        source = avic_hostplan.KERNEL_CMDLINE_DEFAULTS if files.exists(
+            avic_hostplan.KERNEL_CMDLINE_DEFAULTS) else '/proc/cmdline'
+        try:
+            text = avic_hostplan.seed_kernel_cmdline(files.read(source) or '')
+        except avic_hostplan.PlanError as exc:
+            module.fail_json(msg=str(exc))
+        note = 'seeded from %s without BOOT_IMAGE= and initrd=' % source
+        notes.append('%s did not exist: %s, as kernel-install would have used it' % (KERNEL_CMDLINE, note))
+    before = ' '.join(avic_hostplan.split_kernel_args(text))
+    after = avic_hostplan.edit_cmdline(before, args, remove)
+    if note or after != before:
+        files.write(KERNEL_CMDLINE, after + '\n', changes, note=note)
+    return before if not note else '', after
 
 
 def run(module):
@@ -156,11 +266,13 @@ def run(module):
     except avic_hostplan.PlanError as exc:
         module.fail_json(msg=str(exc).replace('avic_host_iommu_args / avic_host_cmdline_extra', 'args'))
     remove = [r.partition('=')[0] for r in params['remove']]
+    notes = []
     target = params['target']
     if target == 'auto':
-        target = pick_target(files, module)
+        target = pick_target(files, module, notes)
     changes = []
-    result = dict(target=target, path=None, before='', after='', refresh='none', backups=[])
+    result = dict(target=target, path=None, paths=[], before='', after='', next_boot=None,
+                  refresh='none', backups=[], notes=notes)
     if target == 'none':
         result['msg'] = ('no boot loader configuration found (%s, %s or grubby): the kernel command '
                          'line was not changed' % (GRUB, KERNEL_CMDLINE))
@@ -168,34 +280,32 @@ def run(module):
         return result
     if target == 'grubby':
         changed, before, after = run_grubby(module, args, remove)
-        result.update(changed=changed, before=before, after=after)
-        if module._diff:
-            result['diff'] = {'before': before + '\n', 'after': after + '\n',
-                              'before_header': 'grubby DEFAULT args', 'after_header': 'grubby DEFAULT args'}
-        return result
-    if target == 'grub':
-        text = files.read(GRUB)
-        if text is None:
+        if files.exists(GRUB):
+            edit_grub(files, module, args, remove, changes, notes)
+        edit_kernel_cmdline(files, module, args, remove, changes, notes, seed=False)
+        result.update(changed=changed or bool(changes), before=before, after=after, next_boot=after)
+    elif target == 'grub':
+        if files.read(GRUB) is None:
             module.fail_json(msg='target=grub but %s does not exist on the host' % GRUB)
-        try:
-            before = avic_hostplan.grub_value(text)
-            new = avic_hostplan.edit_grub_default(text, args, remove)
-        except avic_hostplan.PlanError as exc:
-            module.fail_json(msg=str(exc))
-        after = avic_hostplan.grub_value(new)
-        files.write(GRUB, new, changes)
-        result.update(path=GRUB, refresh='grub-mkconfig')
+        before, after, path = edit_grub(files, module, args, remove, changes, notes)
+        result.update(path=path, refresh='grub-mkconfig', before=before, after=after, next_boot=after)
     else:
-        text = files.read(KERNEL_CMDLINE)
-        before = ' '.join((text or '').split())
-        after = avic_hostplan.edit_cmdline(before, args, remove)
-        files.write(KERNEL_CMDLINE, after + '\n', changes)
-        result.update(path=KERNEL_CMDLINE,
-                      refresh='proxmox-boot-tool' if files.exists('/etc/kernel/proxmox-boot-uuids')
+        before, after = edit_kernel_cmdline(files, module, args, remove, changes, notes)
+        result.update(path=KERNEL_CMDLINE, before=before, after=after, next_boot=after,
+                      refresh='proxmox-boot-tool' if files.exists(avic_hostplan.PROXMOX_UUIDS)
                       else 'kernel-install')
-    result.update(changed=bool(changes), before=before, after=after, backups=files.backups)
-    if module._diff and changes:
-        result['diff'] = changes[0]['diff']
+    result.update(changed=result.get('changed') or bool(changes), backups=files.backups,
+                  paths=[c['path'] for c in changes])
+    if notes:
+        result['msg'] = '; '.join(notes)
+    if module._diff:
+        diffs = [c['diff'] for c in changes]
+        if target == 'grubby' and result['changed']:
+            diffs.insert(0, {'before': result['before'] + '\n', 'after': result['after'] + '\n',
+                             'before_header': 'grubby boot entries (default shown)',
+                             'after_header': 'grubby boot entries (default shown)'})
+        if diffs:
+            result['diff'] = diffs[0] if len(diffs) == 1 else diffs
     return result
 
 

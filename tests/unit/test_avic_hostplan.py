@@ -135,7 +135,7 @@ def test_edit_grub_default_touches_only_its_arguments():
 
 def test_edit_grub_default_single_quotes_export_and_missing_line():
     text = "export GRUB_CMDLINE_LINUX_DEFAULT='quiet'\n"
-    assert plan.edit_grub_default(text, ['iommu=pt']) == 'export GRUB_CMDLINE_LINUX_DEFAULT="quiet iommu=pt"\n'
+    assert plan.edit_grub_default(text, ['iommu=pt']) == "export GRUB_CMDLINE_LINUX_DEFAULT='quiet iommu=pt'\n"
     assert plan.edit_grub_default('GRUB_TIMEOUT=5', ['iommu=pt']) == \
         'GRUB_TIMEOUT=5\nGRUB_CMDLINE_LINUX_DEFAULT="iommu=pt"\n'
     with pytest.raises(plan.PlanError, match='quoting'):
@@ -154,7 +154,8 @@ def test_final_state_active_pending_and_failed(tmp_path):
     active = facts_for(dirs[0], 'zen4_epyc_9654.txt', params={'avic': 'Y', 'npt': 'Y', 'nested': '0'},
                        files=cmd)
     assert plan.final_state(active, opts, args)['state'] == 'active'
-    assert plan.final_state(active, opts, args, cmdline_changed=True)['state'] == 'pending_reboot'
+    # the running line already has the arguments: an edit of the configuration needs no reboot
+    assert plan.final_state(active, opts, args, cmdline_changed=True)['state'] == 'active'
     off = facts_for(dirs[1], 'zen2_epyc_7702.txt', params={'avic': 'N', 'npt': 'Y', 'nested': '1'},
                     files=cmd)
     pending = plan.final_state(off, opts, args)
@@ -163,7 +164,11 @@ def test_final_state_active_pending_and_failed(tmp_path):
     assert pending['running'] == {'avic': 'N', 'nested': '1', 'npt': 'Y'}
     assert plan.final_state(off, opts, args, reloaded=True)['state'] == 'failed'
     nocmd = facts_for(dirs[2], 'zen4_epyc_9654.txt', params={'avic': 'Y', 'npt': 'Y', 'nested': '0'})
-    assert plan.final_state(nocmd, opts, args)['state'] == 'pending_reboot'
+    configured = plan.final_state(nocmd, opts, args, next_boot='root=/dev/sda1 amd_iommu=on iommu=pt')
+    assert configured['state'] == 'pending_reboot' and configured['reboot_needed'] is True
+    unmanaged = plan.final_state(nocmd, opts, args, next_boot=None)
+    assert unmanaged['state'] == 'active' and unmanaged['reboot_needed'] is False
+    assert 'no reboot' in unmanaged['reasons'][0]
     unloaded = facts_for(dirs[3], 'zen4_epyc_9654.txt', files=cmd)
     result = plan.final_state(unloaded, opts, args)
     assert result['state'] == 'pending_reload' and 'not loaded' in result['reasons'][0]
@@ -176,7 +181,10 @@ def test_cmdline_target_and_needs_change():
     def exists_of(*paths):
         return lambda p: p in paths
     assert plan.cmdline_target(exists_of('/etc/default/grub')) == 'grub'
-    assert plan.cmdline_target(exists_of('/etc/default/grub', '/etc/kernel/proxmox-boot-uuids')) == 'kernel_cmdline'
+    # Proxmox booted through BIOS is GRUB (proxmox-boot-tool refresh runs grub there)
+    assert plan.cmdline_target(exists_of('/etc/default/grub', '/etc/kernel/proxmox-boot-uuids')) == 'grub'
+    assert plan.cmdline_target(exists_of('/etc/default/grub', '/etc/kernel/proxmox-boot-uuids',
+                                         '/sys/firmware/efi', '/etc/kernel/cmdline')) == 'kernel_cmdline'
     assert plan.cmdline_target(exists_of('/boot/loader/loader.conf')) == 'kernel_cmdline'
     assert plan.cmdline_target(exists_of(), has_grubby=True) == 'grubby'
     assert plan.cmdline_target(exists_of()) == 'none'
@@ -203,3 +211,245 @@ def test_facts_carry_the_configured_command_line_and_kernel_packages(tmp_path):
     other = facts_for(tmp_path / 'b', 'zen2_epyc_7702.txt', files={'/etc/kernel/cmdline': 'root=ZFS=x  boot=zfs\n'})
     assert other['boot_cmdline'] == {'target': 'kernel_cmdline', 'value': 'root=ZFS=x boot=zfs'}
     assert other['kernel_packages'] is None
+
+
+# --- kernel-level splitting ---
+
+def test_split_kernel_args_keeps_quoted_values_whole():
+    line = 'quiet dyndbg="file foo.c +p"  kvm-amd.avic=1'
+    assert plan.split_kernel_args(line) == ['quiet', 'dyndbg="file foo.c +p"', 'kvm-amd.avic=1']
+    assert plan.arg_key('kvm-amd.avic=1') == 'kvm_amd.avic'
+    assert plan.edit_cmdline(line, ['kvm_amd.avic=1']) == 'quiet dyndbg="file foo.c +p" kvm_amd.avic=1'
+
+
+# --- /etc/default/grub, token by token ---
+
+ARGS = ['amd_iommu=on', 'iommu=pt']
+
+
+def grub_edit(value, tail='\n', ensure=None, remove=()):
+    """Edit a one-variable file; return (new file, new line) and check the second run is a no-op."""
+    ensure = ARGS if ensure is None else ensure
+    text = '# top\nGRUB_DEFAULT=0\nGRUB_CMDLINE_LINUX_DEFAULT=%s%sGRUB_TIMEOUT=5\n' % (value, tail)
+    out = plan.edit_grub_default(text, ensure, remove)
+    assert plan.edit_grub_default(out, ensure, remove) == out, 'a second run changes nothing'
+    assert out.startswith('# top\nGRUB_DEFAULT=0\nGRUB_CMDLINE_LINUX_DEFAULT=')
+    assert out.endswith('%sGRUB_TIMEOUT=5\n' % tail)
+    return out.split('\n')[2], plan.grub_value(out)
+
+
+def test_grub_escaped_quotes_stay_as_written():
+    line, value = grub_edit(r'"quiet dyndbg=\"file foo.c +p\" splash"')
+    assert line == r'GRUB_CMDLINE_LINUX_DEFAULT="quiet dyndbg=\"file foo.c +p\" splash amd_iommu=on iommu=pt"'
+    assert value == 'quiet dyndbg="file foo.c +p" splash amd_iommu=on iommu=pt'
+
+
+def test_grub_single_quoted_and_unquoted_values():
+    assert grub_edit("'quiet splash'")[0] == "GRUB_CMDLINE_LINUX_DEFAULT='quiet splash amd_iommu=on iommu=pt'"
+    assert grub_edit('quiet')[0] == 'GRUB_CMDLINE_LINUX_DEFAULT="quiet amd_iommu=on iommu=pt"'
+    assert grub_edit('')[0] == 'GRUB_CMDLINE_LINUX_DEFAULT="amd_iommu=on iommu=pt"'
+    assert grub_edit('""')[0] == 'GRUB_CMDLINE_LINUX_DEFAULT="amd_iommu=on iommu=pt"'
+
+
+def test_grub_text_after_the_closing_quote_is_kept_exactly():
+    line, value = grub_edit('"quiet"', tail='; GRUB_TIMEOUT_STYLE=menu\n')
+    assert line == 'GRUB_CMDLINE_LINUX_DEFAULT="quiet amd_iommu=on iommu=pt"; GRUB_TIMEOUT_STYLE=menu'
+    line, value = grub_edit('"quiet"', tail='   # keep me "quoted" too\n')
+    assert line == 'GRUB_CMDLINE_LINUX_DEFAULT="quiet amd_iommu=on iommu=pt"   # keep me "quoted" too'
+    assert value == 'quiet amd_iommu=on iommu=pt'
+
+
+def test_grub_replaces_and_removes_in_place_keeping_the_rest():
+    line, _value = grub_edit('"amd_iommu=off  quiet   amd_iommu_intr=legacy splash amd-iommu=off"',
+                             remove=['amd_iommu_intr'])
+    assert line == 'GRUB_CMDLINE_LINUX_DEFAULT="amd_iommu=on  quiet splash iommu=pt"'
+
+
+def test_grub_value_over_several_lines_and_expansions():
+    text = 'GRUB_CMDLINE_LINUX_DEFAULT="quiet\n  splash $EXTRA"\n'
+    out = plan.edit_grub_default(text, ARGS)
+    assert out == 'GRUB_CMDLINE_LINUX_DEFAULT="quiet\n  splash $EXTRA amd_iommu=on iommu=pt"\n'
+    assert plan.grub_value(out) == 'quiet splash $EXTRA amd_iommu=on iommu=pt'
+
+
+def test_grub_cmdline_linux_is_read_with_the_default_line():
+    text = 'GRUB_CMDLINE_LINUX="rd.lvm.lv=vg/root iommu=pt amd_iommu=off"\nGRUB_CMDLINE_LINUX_DEFAULT="quiet iommu=pt"\n'
+    out = plan.edit_grub_default(text, ARGS)
+    assert out == ('GRUB_CMDLINE_LINUX="rd.lvm.lv=vg/root iommu=pt amd_iommu=on"\n'
+                   'GRUB_CMDLINE_LINUX_DEFAULT="quiet"\n')
+    assert plan.grub_value(out) == 'rd.lvm.lv=vg/root iommu=pt amd_iommu=on quiet'
+    assert plan.edit_grub_default(out, ARGS) == out
+
+
+def test_grub_bad_quoting_is_refused_with_file_and_line():
+    for text in ('GRUB_DEFAULT=0\nGRUB_CMDLINE_LINUX_DEFAULT="quiet\n', "GRUB_CMDLINE_LINUX_DEFAULT='quiet\n"):
+        with pytest.raises(plan.PlanError, match=r'/etc/default/grub line \d+ .*fix its quoting'):
+            plan.edit_grub_default(text, ARGS)
+
+
+def test_grub_d_file_that_wins_is_edited_and_named():
+    main = 'GRUB_CMDLINE_LINUX_DEFAULT="quiet splash"\n'
+    cloud = '# Set the default commandline\nGRUB_CMDLINE_LINUX_DEFAULT="console=tty1 console=ttyS0"\n'
+    sources = [('/etc/default/grub', main), ('/etc/default/grub.d/50-cloudimg-settings.cfg', cloud)]
+    result = plan.edit_grub_files(sources, ARGS)
+    assert result['before'] == 'console=tty1 console=ttyS0'
+    assert result['after'] == 'console=tty1 console=ttyS0 amd_iommu=on iommu=pt'
+    assert list(result['texts']) == ['/etc/default/grub.d/50-cloudimg-settings.cfg']
+    assert result['texts']['/etc/default/grub.d/50-cloudimg-settings.cfg'] == cloud.replace(
+        'ttyS0"', 'ttyS0 amd_iommu=on iommu=pt"')
+    assert '50-cloudimg-settings.cfg' in result['notes'][0] and 'wins' in result['notes'][0]
+    # a drop-in that extends the main value: the main file's conflicting argument is fixed there
+    extend = [('/etc/default/grub', 'GRUB_CMDLINE_LINUX_DEFAULT="quiet amd_iommu=off"\n'),
+              ('/etc/default/grub.d/90-local.cfg', 'GRUB_CMDLINE_LINUX_DEFAULT="$GRUB_CMDLINE_LINUX_DEFAULT mitigations=off"\n')]
+    result = plan.edit_grub_files(extend, ARGS)
+    assert result['texts'] == {
+        '/etc/default/grub': 'GRUB_CMDLINE_LINUX_DEFAULT="quiet amd_iommu=on"\n',
+        '/etc/default/grub.d/90-local.cfg':
+            'GRUB_CMDLINE_LINUX_DEFAULT="$GRUB_CMDLINE_LINUX_DEFAULT mitigations=off iommu=pt"\n'}
+    assert result['after'] == 'quiet amd_iommu=on mitigations=off iommu=pt'
+
+
+def test_grub_sources_and_next_boot_read_the_drop_ins(tmp_path):
+    root = write_host_tree(tmp_path, cpuinfo_name='zen2_epyc_7702.txt', files={
+        '/etc/default/grub': 'GRUB_CMDLINE_LINUX_DEFAULT="quiet amd_iommu=on iommu=pt"\n',
+        '/etc/default/grub.d/50-cloudimg-settings.cfg': 'GRUB_CMDLINE_LINUX_DEFAULT="console=ttyS0"\n',
+        '/etc/default/grub.d/README': 'GRUB_CMDLINE_LINUX_DEFAULT="ignored"\n'})
+    reader = avic_gather.Reader(root)
+    sources = plan.grub_sources(reader.text, reader.listdir)
+    assert [p for p, _t in sources] == ['/etc/default/grub', '/etc/default/grub.d/50-cloudimg-settings.cfg']
+    assert plan.grub_next_boot(reader.text, reader.listdir) == 'console=ttyS0'
+
+
+# --- boot target ---
+
+def test_cmdline_target_rule():
+    def exists_of(*paths):
+        return lambda p: p in paths
+    pve = ('/etc/kernel/proxmox-boot-uuids', '/etc/default/grub')
+    assert plan.cmdline_target(exists_of(*pve), proxmox_modes={'grub'}) == 'grub'
+    assert plan.cmdline_target(exists_of(*pve), proxmox_modes={'uefi'}) == 'kernel_cmdline'
+    assert plan.cmdline_target(exists_of(*(pve + ('/sys/firmware/efi',)))) == 'grub'
+    assert plan.cmdline_target(exists_of('/etc/kernel/proxmox-boot-uuids', '/sys/firmware/efi')) == 'kernel_cmdline'
+    # a systemd-boot loader.conf next to /etc/default/grub counts only on a UEFI boot
+    both = ('/boot/efi/loader/loader.conf', '/etc/default/grub')
+    assert plan.cmdline_target(exists_of(*both)) == 'grub'
+    assert plan.cmdline_target(exists_of(*(both + ('/sys/firmware/efi',)))) == 'kernel_cmdline'
+    # Fedora/RHEL: BLS entries and grubby
+    fedora = ('/etc/default/grub', '/boot/loader/entries')
+    assert plan.cmdline_target(exists_of(*fedora), has_grubby=True) == 'grubby'
+    assert plan.cmdline_target(exists_of(*fedora)) == 'grub'
+    assert 'proxmox-boot-tool status' in plan.TARGET_RULE
+    status = ('Re-executing \'/usr/sbin/proxmox-boot-tool\' in new private mount namespace..\n'
+              'System currently booted with uefi\n'
+              '4A5B-1C2D is configured with: uefi (versions: 6.8.12-4-pve)\n'
+              '4A5B-1C2E is configured with: grub (versions: 6.8.12-4-pve)\n')
+    assert plan.proxmox_boot_modes(status) == {'uefi', 'grub'}
+    assert plan.proxmox_boot_modes('') == set()
+
+
+def test_seed_kernel_cmdline_drops_what_the_boot_loader_adds():
+    seeded = plan.seed_kernel_cmdline('BOOT_IMAGE=/vmlinuz-6.1 initrd=\\initrd.img root=UUID=ab rw quiet\n')
+    assert seeded == 'root=UUID=ab rw quiet'
+    with pytest.raises(plan.PlanError, match='/etc/kernel/cmdline'):
+        plan.seed_kernel_cmdline('BOOT_IMAGE=/vmlinuz initrd=/initrd.img\n')
+
+
+# --- reboot decision ---
+
+def test_cmdline_decision_reboots_only_when_the_next_boot_carries_the_args():
+    running = 'BOOT_IMAGE=/vmlinuz root=/dev/sda1 quiet'
+    go = plan.cmdline_decision(running, 'root=/dev/sda1 quiet amd_iommu=on iommu=pt', ARGS)
+    assert go['pending'] is True and go['missing'] == ARGS
+    assert go['reason'] == 'the kernel command line takes effect at the next boot: amd_iommu=on iommu=pt'
+    unmanaged = plan.cmdline_decision(running, None, ARGS, target='none')
+    assert unmanaged['pending'] is False and 'no reboot' in unmanaged['reason']
+    assert 'avic_host_boot_config' in unmanaged['reason']
+    overridden = plan.cmdline_decision(running, 'console=ttyS0 amd_iommu=on', ARGS, target='grub')
+    assert overridden['pending'] is False and 'iommu=pt' in overridden['reason']
+    done = plan.cmdline_decision(running + ' amd_iommu=on iommu=pt', 'x', ARGS)
+    assert done == {'pending': False, 'missing': [], 'reason': None}
+    removal = plan.cmdline_decision('quiet amd_iommu_intr=legacy', 'quiet', [], ['amd_iommu_intr'])
+    assert removal['pending'] is True and removal['missing'] == ['amd_iommu_intr=legacy']
+
+
+def test_activation_reboots_for_options_only_when_the_next_load_takes_them(tmp_path):
+    (tmp_path / 'a').mkdir()
+    (tmp_path / 'b').mkdir()
+    opts = plan.wanted_options()
+    cmd = 'BOOT_IMAGE=/vmlinuz root=/dev/sda1 amd_iommu=on iommu=pt'
+    off = facts_for(tmp_path / 'a', 'zen2_epyc_7702.txt', params={'avic': 'N', 'npt': 'Y', 'nested': '0'},
+                    files={'/proc/cmdline': cmd + '\n'})
+    act = plan.activation(off, opts, ARGS, next_boot=cmd)
+    assert act['reload_needed'] and act['reboot'] and act['options_apply_at_boot']
+    assert plan.activation(off, opts, ARGS, next_boot=cmd, reloaded=True)['reboot'] is False
+    blocked = plan.activation(off, opts, ARGS, next_boot=cmd, winning_conflicts=[
+        {'path': '/etc/modprobe.d/zz.conf', 'wins': True, 'message': '/etc/modprobe.d/zz.conf sets kvm_amd avic=0'}])
+    assert blocked['reboot'] is False and 'no reboot' in blocked['reasons'][-1]
+    forced = facts_for(tmp_path / 'b', 'zen2_epyc_7702.txt', params={'avic': 'N', 'npt': 'Y', 'nested': '0'},
+                       files={'/proc/cmdline': cmd + ' kvm_amd.avic=0\n'})
+    result = plan.final_state(forced, opts, ARGS, next_boot=cmd + ' kvm_amd.avic=0')
+    assert result['reboot_needed'] is False
+    assert any('kvm_amd.avic=0' in r and 'overrides the managed avic=1' in r for r in result['reasons'])
+
+
+def test_cmdline_option_conflicts_compare_values_not_spelling():
+    opts = plan.wanted_options()
+    assert plan.cmdline_option_conflicts(opts, 'kvm_amd.avic=Y kvm-amd.npt=1') == []
+    found = plan.cmdline_option_conflicts(opts, 'quiet', 'kvm-amd.nested=1')
+    assert len(found) == 1 and "next boot's kernel command line sets kvm_amd.nested=1" in found[0]
+
+
+def test_next_boot_line_prefers_the_module_result():
+    facts = {'boot_cmdline': {'target': 'grub', 'value': 'quiet'}}
+    assert plan.next_boot_line(facts) == 'quiet'
+    assert plan.next_boot_line(facts, {'target': 'grub', 'next_boot': 'quiet iommu=pt'}) == 'quiet iommu=pt'
+    assert plan.next_boot_line(facts, {'skipped': True, 'changed': False}) == 'quiet'
+    assert plan.next_boot_line({'boot_cmdline': {'target': 'none', 'value': None}}) is None
+    assert plan.next_boot_line(facts, {'target': 'none', 'next_boot': None}) is None
+
+
+# --- guests right before a reload or reboot ---
+
+def test_reboot_guard():
+    qemu = [{'pid': 41, 'name': 'win11', 'kvm': True}, {'pid': 42, 'name': None, 'kvm': True}]
+    assert plan.reboot_guard([], []) == {'action': 'proceed', 'shutdown': [], 'guests': [], 'reason': None}
+    skip = plan.reboot_guard(qemu, ['win11'])
+    assert skip['action'] == 'skip' and skip['guests'] == ['pid 42 (no name)', 'win11']
+    assert 'unnamed' not in skip['reason']
+    stray = plan.reboot_guard(qemu, ['win11'], shutdown=True)
+    assert stray['action'] == 'skip' and stray['shutdown'] == [] and 'pid 42 (no name)' in stray['reason']
+    go = plan.reboot_guard(qemu[:1], ['win11', 'db'], shutdown=True)
+    assert go == {'action': 'shutdown', 'shutdown': ['db', 'win11'], 'guests': ['db', 'win11'], 'reason': None}
+    check = plan.reboot_guard(qemu[:1], ['win11'], shutdown=True, check_mode=True)
+    assert check['action'] == 'report' and 'would be shut down' in check['reason']
+    assert plan.reboot_guard([], [], check_mode=True)['action'] == 'report'
+    assert plan.reboot_guard(qemu, None, container='podman')['action'] == 'report'
+    nolibvirt = plan.reboot_guard(qemu[:1], None, shutdown=True)
+    assert nolibvirt['action'] == 'shutdown' and nolibvirt['shutdown'] == ['win11']
+
+
+def test_cmdline_needed_filter_runs_the_module_where_the_facts_cannot_tell():
+    from ansible_collections.vfio.avic.plugins.filter import avic_host as host_filters
+    done = {'cpu': {}, 'cmdline': 'root=/dev/sda1 amd_iommu=on iommu=pt',
+            'boot_cmdline': {'target': 'grub', 'value': 'quiet amd_iommu=on iommu=pt'}}
+    assert host_filters.avic_host_cmdline_needed(done, ARGS) is False
+    # configured but not running: a /etc/default/grub.d file may override what the facts read
+    waiting = dict(done, cmdline='root=/dev/sda1')
+    assert host_filters.avic_host_cmdline_needed(waiting, ARGS) is True
+    proxmox = dict(done, boot_loader={'kind': 'proxmox-boot-tool'},
+                   boot_cmdline={'target': 'kernel_cmdline', 'value': 'root=ZFS=x amd_iommu=on iommu=pt'})
+    assert host_filters.avic_host_cmdline_needed(proxmox, ARGS) is True
+    assert host_filters.avic_host_cmdline_needed(dict(done, boot_cmdline={'target': 'none', 'value': None}), ARGS) is False
+
+
+def test_state_filter_takes_the_module_result_as_the_next_boot(tmp_path):
+    from ansible_collections.vfio.avic.plugins.filter import avic_host as host_filters
+    facts = facts_for(tmp_path, 'zen4_epyc_9654.txt', params={'avic': 'Y', 'npt': 'Y', 'nested': '0'})
+    opts = {'avic': '1', 'npt': '1', 'nested': '0'}
+    edited = {'changed': True, 'target': 'grub', 'next_boot': 'quiet amd_iommu=on iommu=pt', 'notes': []}
+    state = host_filters.avic_host_state(facts, opts, ARGS, next_boot=edited)
+    assert state['state'] == 'pending_reboot' and state['reboot_needed'] is True
+    skipped = {'changed': False, 'target': 'none', 'next_boot': None}
+    none = host_filters.avic_host_state(facts, opts, ARGS, next_boot=skipped)
+    assert none['state'] == 'active' and none['reboot_needed'] is False
+    assert 'boot config none' in none['reasons'][0]

@@ -112,3 +112,61 @@ def test_cmdline_without_a_boot_loader_reports_and_rejects_bad_args(tmp_path):
     assert 'FAILED' in status and 'single kernel argument' in result['msg'] and 'args' in result['msg']
     status, result = cmdline(root, target='grub', args=['iommu=pt'])
     assert 'FAILED' in status and '/etc/default/grub does not exist' in result['msg']
+
+
+def test_cmdline_seeds_a_missing_kernel_cmdline_from_proc_cmdline(tmp_path):
+    root = tree(tmp_path, {'/boot/efi/loader/loader.conf': 'default @saved\n',
+                           '/proc/cmdline': 'BOOT_IMAGE=/vmlinuz-6.12 initrd=\\initrd.img root=UUID=0b4c rw quiet\n'})
+    result = run_module_direct('avic_cmdline', dict(root=str(root), args=['amd_iommu=on', 'iommu=pt']),
+                               check_mode=True, diff=True)
+    assert result['changed'] and result['target'] == 'kernel_cmdline'
+    assert not (root / 'etc/kernel').exists(), 'check mode writes nothing'
+    assert result['after'] == 'root=UUID=0b4c rw quiet amd_iommu=on iommu=pt' == result['next_boot']
+    assert 'seeded from /proc/cmdline without BOOT_IMAGE= and initrd=' in result['diff']['before_header']
+    assert 'seeded' in result['msg']
+    (root / 'etc/kernel').mkdir(parents=True)
+    status, result = cmdline(root, args=['amd_iommu=on', 'iommu=pt'])
+    assert 'CHANGED' in status and result['backups'] == []
+    assert (root / 'etc/kernel/cmdline').read_text() == 'root=UUID=0b4c rw quiet amd_iommu=on iommu=pt\n'
+    status, result = cmdline(root, args=['amd_iommu=on', 'iommu=pt'])
+    assert 'SUCCESS' in status and result['changed'] is False
+
+
+def test_cmdline_never_writes_a_line_without_the_users_arguments(tmp_path):
+    root = tree(tmp_path, {'/boot/loader/loader.conf': 'default @saved\n',
+                           '/proc/cmdline': 'BOOT_IMAGE=/vmlinuz initrd=/initrd.img\n'})
+    (root / 'etc/kernel').mkdir(parents=True)
+    status, result = cmdline(root, args=['iommu=pt'])
+    assert 'FAILED' in status and 'root=' in result['msg']
+    assert list((root / 'etc/kernel').iterdir()) == []
+
+
+def test_cmdline_edits_the_grub_d_file_that_wins_and_keeps_quoting(tmp_path):
+    main = 'GRUB_CMDLINE_LINUX_DEFAULT="quiet dyndbg=\\"file foo.c +p\\""  # mine\nGRUB_TIMEOUT=5\n'
+    cloud = 'GRUB_CMDLINE_LINUX_DEFAULT="console=tty1 console=ttyS0"\n'
+    root = tree(tmp_path, {'/etc/default/grub': main,
+                           '/etc/default/grub.d/50-cloudimg-settings.cfg': cloud})
+    result = run_module_direct('avic_cmdline', dict(root=str(root), args=['amd_iommu=on', 'iommu=pt']),
+                               diff=True)
+    assert result['changed'] and result['path'] == '/etc/default/grub.d/50-cloudimg-settings.cfg'
+    assert result['paths'] == ['/etc/default/grub.d/50-cloudimg-settings.cfg']
+    assert result['next_boot'] == 'console=tty1 console=ttyS0 amd_iommu=on iommu=pt'
+    assert '50-cloudimg-settings.cfg' in result['msg'] and 'wins' in result['msg']
+    assert (root / 'etc/default/grub').read_text() == main, 'the file that loses is left alone'
+    assert (root / 'etc/default/grub.d/50-cloudimg-settings.cfg').read_text() == \
+        'GRUB_CMDLINE_LINUX_DEFAULT="console=tty1 console=ttyS0 amd_iommu=on iommu=pt"\n'
+    assert open(result['backups'][0]).read() == cloud
+    # without the drop-in: the escaped quotes and the comment stay as written
+    (root / 'etc/default/grub.d/50-cloudimg-settings.cfg').unlink()
+    status, result = cmdline(root, args=['amd_iommu=on', 'iommu=pt'])
+    assert 'CHANGED' in status
+    assert (root / 'etc/default/grub').read_text() == main.replace('+p\\""', '+p\\" amd_iommu=on iommu=pt"')
+
+
+def test_cmdline_refuses_unparseable_grub_quoting_and_changes_nothing(tmp_path):
+    bad = 'GRUB_CMDLINE_LINUX_DEFAULT="quiet\nGRUB_TIMEOUT=5\n'
+    root = tree(tmp_path, {'/etc/default/grub': bad})
+    status, result = cmdline(root, args=['iommu=pt'])
+    assert 'FAILED' in status and '/etc/default/grub line 1' in result['msg'] and 'quoting' in result['msg']
+    assert (root / 'etc/default/grub').read_text() == bad
+    assert sorted(p.name for p in (root / 'etc/default').iterdir()) == ['grub']
