@@ -23,8 +23,33 @@ def avic_kernel_keep_plan(facts, minimum='5.6', allow_old=False, refuse_known_is
         raise AnsibleFilterError(str(exc))
 
 
+def avic_kernel_resolve(plan, listing, minimum='5.6', allow_old=False, refuse_known_issues=False):
+    """The plan after installing: the validated target checked, or the newest installed one as target."""
+    if not isinstance(plan, dict) or 'dist' not in plan or 'packages' not in plan:
+        raise AnsibleFilterError('vfio.avic.avic_kernel_resolve expects the plan of '
+                                 'vfio.avic.avic_kernel_select')
+    try:
+        return avic_kernelplan.resolve(plan, str(listing or ''), str(minimum), bool(allow_old),
+                                       bool(refuse_known_issues))
+    except avic_kernelplan.PlanError as exc:
+        raise AnsibleFilterError('vfio.avic.avic_kernel_resolve: %s' % exc)
+
+
+def avic_kernel_ignorepkg(text, names):
+    """pacman.conf text with the names merged into IgnorePkg: {content, changed, added}."""
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) and n for n in names):
+        raise AnsibleFilterError('vfio.avic.avic_kernel_ignorepkg expects a list of package names, '
+                                 'got %r' % (names,))
+    try:
+        return avic_kernelplan.ignorepkg_merge(str(text or ''), list(names))
+    except avic_kernelplan.PlanError as exc:
+        raise AnsibleFilterError('vfio.avic.avic_kernel_ignorepkg: %s' % exc)
+
+
 class FilterModule(object):
     """Kernel role filters."""
 
     def filters(self):
-        return {'avic_kernel_keep_plan': avic_kernel_keep_plan}
+        return {'avic_kernel_keep_plan': avic_kernel_keep_plan,
+                'avic_kernel_resolve': avic_kernel_resolve,
+                'avic_kernel_ignorepkg': avic_kernel_ignorepkg}

@@ -13,12 +13,13 @@ module: avic_kernel_select
 short_description: Choose the kernel package to install or pin for AVIC, and check it against the rules
 version_added: 0.1.0
 description:
-  - Reads the running kernel, the distribution, the boot loader and, on Debian and Ubuntu, the kernel
-    packages installed and available from the configured repositories, and returns the plan of the
-    C(vfio.avic.kernel) role; the packages to install or pin, the pin method, the default boot entry
-    command and the validation against the AVIC kernel rules.
-  - Read-only. Fails with a clear message, before anything is installed, on an unknown version string,
-    a version below the minimum, or a version the repositories do not have.
+  - Reads the running kernel, the distribution, the boot loader and, for O(mode=latest) and
+    O(mode=version), the kernel packages the configured repositories offer, and returns the plan of
+    the C(vfio.avic.kernel) role; the exact package to install, the packages to pin, the pin method,
+    the default boot entry and the validation of the target kernel against the AVIC kernel rules.
+  - Read-only, also in check mode. Fails with a clear message, before anything is installed, on an
+    unknown version string, a kernel below O(minimum) (unless O(allow_old)), a kernel with a known
+    AVIC issue when O(refuse_known_issues), or a version the repositories do not have.
 author:
   - vfio.avic maintainers (@vfio-avic)
 options:
@@ -60,8 +61,17 @@ attributes:
     support: none
     description: Changes nothing.
 notes:
-  - Availability is checked with C(apt-cache) on Debian and Ubuntu; on other families the package
-    manager checks it when the role installs.
+  - The candidate kernel comes from read-only queries, parsed by the collection's own rules
+    (C(module_utils/avic_kernelplan)); Debian and Ubuntu C(apt-cache pkgnames), then C(apt-cache policy)
+    for an install candidate (names only provided by other packages do not count); Fedora/RHEL
+    C(dnf repoquery --available) (the newest only for O(mode=latest)); Arch C(pacman -Si linux), the
+    version of the first repository in C(pacman.conf) order, from the sync database as last refreshed
+    (the module never syncs it); openSUSE C(zypper --xmlout search --details --match-exact kernel-default),
+    the newest edition of any enabled repository.
+  - Proxmox VE (C(proxmox-default-kernel)) and a Debian/Ubuntu flavour without versioned packages
+    have no target before installing; the role reads the installed kernel back and checks it then.
+  - On Arch, O(mode=latest) is refused unless a second kernel package is installed, because pacman
+    replaces the kernel package in place; O(mode=version) is refused (one version per package).
 '''
 
 EXAMPLES = r'''
@@ -82,9 +92,36 @@ running:
   returned: always
   type: str
 target:
-  description: The kernel release the plan installs or pins (null when the package manager decides).
+  description:
+    - The kernel release (as C(uname -r) prints it) the plan installs or pins, already checked
+      against the rules.
+    - Null for O(mode=latest) on Proxmox, or on Debian/Ubuntu when apt offers no versioned package of
+      the flavour; the role reads the installed kernel back after installing.
   returned: always
   type: str
+install:
+  description:
+    - C(names), the package specs to install (exact where the target is known, for example
+      C(kernel-6.11.10-300.fc41), C(kernel-default=6.4.0-150600.23.25.1), C(linux-image-6.1.0-27-amd64);
+      C(linux) on Arch, whose sync database holds one version), and C(state) (C(present) or C(latest)).
+  returned: always
+  type: dict
+candidate:
+  description:
+    - The repository candidate chosen (C(release), C(install), C(version), C(repository)) on Fedora/RHEL,
+      Arch and openSUSE for O(mode=latest) and O(mode=version); null otherwise.
+  returned: always
+  type: dict
+candidates:
+  description: Every candidate the repository query returned (Fedora/RHEL, Arch, openSUSE), preferred first; null otherwise.
+  returned: always
+  type: list
+  elements: dict
+query:
+  description: The repository query that was run (Fedora/RHEL, Arch, openSUSE), or null.
+  returned: always
+  type: list
+  elements: str
 dist:
   description: C(debian), C(ubuntu), C(proxmox), C(RedHat), C(Archlinux) or C(Suse).
   returned: always
@@ -100,18 +137,33 @@ installed:
   type: list
   elements: str
 available:
-  description: Kernel releases of the flavour the repositories offer (Debian and Ubuntu), or null.
+  description:
+    - Kernel releases of exactly the flavour that apt can install (Debian and Ubuntu), the releases of
+      the repository candidates (Fedora/RHEL, Arch, openSUSE, O(mode=latest) and O(mode=version)), or null.
   returned: always
   type: list
   elements: str
 pin:
-  description: C(method), C(packages), C(file), C(content), C(command).
+  description:
+    - C(method), C(packages), C(file) (pacman.conf on Arch), C(ignore) (the IgnorePkg names on
+      Arch) and C(command) (null where the method is a file, or for Proxmox before the target is known).
   returned: always
   type: dict
 default_entry:
-  description: C(command) and C(needs_saved_default) to make the target the default boot entry, or null.
+  description:
+    - C(kind) (C(grub) or C(grubby)), C(entry) (the GRUB menu path, or the kernel image for grubby)
+      and C(needs_saved_default), to make the target the default boot entry; null where the boot
+      loader needs nothing (Proxmox, systemd-boot) or the target is not known yet.
   returned: always
   type: dict
+boot_loader:
+  description: The boot loader kind found (C(grub), C(systemd-boot), C(proxmox-boot-tool), C(unknown)).
+  returned: always
+  type: str
+grub_os:
+  description: The distribution name GRUB's menu titles carry (C(Debian GNU/Linux), C(Arch Linux), C(openSUSE Leap 15.6)).
+  returned: always
+  type: str
 warnings_rules:
   description: Warnings of the kernel rules for the target.
   returned: always
@@ -129,13 +181,21 @@ from ansible_collections.vfio.avic.plugins.module_utils.avic_gather import Reade
 
 
 def debian_kernels(module, flavour):
-    """(installed releases, available releases) of linux-image-<release> packages of the flavour."""
-    suffix = '-' + flavour
+    """(installed releases, available releases) of linux-image-<release> packages of the flavour.
+
+    Available means: named by `apt-cache pkgnames`, of exactly this flavour, and with an install
+    candidate in `apt-cache policy` (pkgnames also lists names that only a Provides mentions).
+    """
     rc, out, err = module.run_command(['apt-cache', 'pkgnames', 'linux-image-'])
     if rc != 0:
         module.fail_json(msg='apt-cache pkgnames failed: %s' % (err or out).strip())
-    pattern = re.compile(r'^linux-image-(\d[^ ]*%s)$' % re.escape(suffix))
-    available = sorted(set(m.group(1) for m in (pattern.match(n.strip()) for n in out.splitlines()) if m))
+    available = avic_kernelplan.flavour_releases(out.splitlines(), flavour)
+    if available:
+        rc, out, err = module.run_command(['apt-cache', 'policy'] + ['linux-image-%s' % r for r in available],
+                                          environ_update={'LC_ALL': 'C'})
+        if rc != 0:
+            module.fail_json(msg='apt-cache policy failed: %s' % (err or out).strip())
+        available = avic_kernelplan.installable(available, out)
     rc, out, _err = module.run_command(['dpkg-query', '-W', '-f', '${Package} ${db:Status-Abbrev}\\n',
                                         'linux-image-*'])
     installed = []
@@ -148,41 +208,81 @@ def debian_kernels(module, flavour):
     return sorted(installed), available
 
 
+def repo_kernels(module, dist, mode, arch):
+    """(query argv, candidates) of the family's kernel package in the configured repositories.
+
+    Read-only: dnf repoquery, pacman -Si (the sync database as last refreshed; nothing here
+    syncs it) or zypper search; run in check mode too.
+    """
+    package = avic_kernelplan.META_PACKAGES[dist]
+    argv = avic_kernelplan.candidate_query(dist, mode, package)
+    tool = module.get_bin_path(argv[0])
+    if not tool:
+        module.fail_json(msg='%s not found: avic_kernel_mode %s reads the kernel the repositories offer '
+                             'with `%s` before installing; install %s or use avic_kernel_mode: keep'
+                             % (argv[0], mode, ' '.join(argv), argv[0]), changed=False)
+    rc, out, err = module.run_command([tool] + argv[1:], environ_update={'LC_ALL': 'C', 'LANG': 'C'})
+    # pacman -Si exits 1 for a package no repository has, zypper search 104 when nothing
+    # matches: both mean "no candidate", which the plan reports
+    missing = (dist == 'Archlinux' and rc == 1 and 'was not found' in err) or (dist == 'Suse' and rc == 104)
+    if rc != 0 and not missing:
+        module.fail_json(msg='`%s` failed (rc %d): %s' % (' '.join(argv), rc, (err or out).strip()),
+                         changed=False)
+    return argv, avic_kernelplan.repo_candidates(dist, '' if dist == 'Archlinux' and missing else out,
+                                                 package, arch)
+
+
+def arch_kernels(reader):
+    """The kernel packages installed on Arch, from /usr/lib/modules/<release>/pkgbase."""
+    names = []
+    for release in reader.listdir('/usr/lib/modules'):
+        text = reader.text('/usr/lib/modules/%s/pkgbase' % release)
+        if text and text.strip():
+            names.append(text.strip())
+    return names
+
+
 def run(module):
     params = module.params
     reader = Reader('/')
     osr = _os_release(reader)
-    running = os.uname()[2]
+    running, machine = os.uname()[2], os.uname()[4]
     if not osr['family']:
         module.fail_json(msg='unsupported distribution %r: the kernel role knows Debian, Ubuntu, Proxmox, '
                              'Fedora/RHEL, Arch and openSUSE' % osr['id'])
+    boot_loader = _boot_loader(reader)['kind']
     try:
         dist = avic_kernelplan.distro(osr['family'], osr['id'], osr['proxmox'])
         flavour = params['flavour'] or avic_kernelplan.DEFAULT_FLAVOUR.get(dist)
-        installed, available = [], None
+        installed, available, query, candidates = [], None, None, None
         if dist in ('debian', 'ubuntu'):
             installed, available = debian_kernels(module, flavour)
         if params['mode'] == 'version':
             avic_kernelplan.check_version_string(params['version'])
+            avic_kernelplan.packages(dist, 'version', params['version'], running, flavour)
+        if params['mode'] != 'keep' and dist in avic_kernelplan.CANDIDATE_TOOLS:
+            query, candidates = repo_kernels(module, dist, params['mode'], machine)
+            available = [item['release'] for item in candidates]
+        os_name = avic_kernelplan.grub_os_name(
+            dist, avic_kernelplan.os_release_values(reader.text('/etc/os-release') or
+                                                    reader.text('/usr/lib/os-release')),
+            avic_kernelplan.grub_distributor(reader.text('/etc/default/grub')))
         plan = avic_kernelplan.plan(
             osr['family'], params['mode'], running, osr['id'], osr['proxmox'], params['version'],
             available, flavour, params['minimum'], params['allow_old'], params['refuse_known_issues'],
-            _boot_loader(reader)['kind'])
+            boot_loader, os_name, arch_kernels(reader) if dist == 'Archlinux' else None,
+            candidates, machine)
     except avic_kernelplan.PlanError as exc:
         module.fail_json(msg=str(exc))
-    if params['mode'] == 'latest' and available:
-        plan['target'] = avic_kernelplan.newest(available)
-        plan['validation'] = avic_kernelplan.validate(plan['target'], params['minimum'], params['allow_old'],
-                                                      params['refuse_known_issues'])
-        plan['default_entry'] = avic_kernelplan.default_entry(dist, _boot_loader(reader)['kind'],
-                                                              plan['target'])
     if plan['validation']['refusals']:
         module.fail_json(msg=' '.join(plan['validation']['refusals']), running=running,
-                         target=plan['target'], changed=False)
+                         target=plan['target'], candidates=candidates, changed=False)
     return dict(changed=False, running=running, target=plan['target'], dist=plan['dist'],
-                packages=plan['packages'], installed=installed, available=available, pin=plan['pin'],
+                packages=plan['packages'], install=plan['install'], candidate=plan['candidate'],
+                candidates=candidates, query=query,
+                installed=installed, available=available, pin=plan['pin'],
                 default_entry=plan['default_entry'], warnings_rules=plan['validation']['warnings'],
-                os=osr, flavour=flavour)
+                os=osr, flavour=flavour, boot_loader=boot_loader, grub_os=os_name)
 
 
 def main():

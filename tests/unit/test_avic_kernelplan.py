@@ -58,18 +58,22 @@ def test_pin_methods_per_family():
                                                                    '6.8.12-4-pve']
     assert kp.pin('RedHat', ['kernel-core-6.9'])['method'] == 'dnf-versionlock'
     arch = kp.pin('Archlinux', ['linux'])
-    assert arch['file'] == '/etc/pacman.conf' and arch['content'] == 'IgnorePkg = linux linux-headers'
+    assert arch['file'] == '/etc/pacman.conf' and arch['ignore'] == ['linux', 'linux-headers']
+    assert arch['command'] is None
+    # Proxmox pins a release: none is known before latest has installed one
+    assert kp.pin('proxmox', ['proxmox-default-kernel'])['command'] is None
     assert kp.pin('Suse', ['kernel-default'])['command'][-2:] == ['addlock', 'kernel-default']
 
 
 def test_default_entry_per_boot_loader():
     deb = kp.default_entry('debian', 'grub', '6.12.9+bpo-amd64')
-    assert deb == {'command': ['grub-set-default', 'Advanced options for Debian GNU/Linux>Debian GNU/Linux, '
-                               'with Linux 6.12.9+bpo-amd64'], 'needs_saved_default': True}
-    assert kp.default_entry('RedHat', 'grub', '6.9.1-200.fc40.x86_64')['command'] == [
-        'grubby', '--set-default', '/boot/vmlinuz-6.9.1-200.fc40.x86_64']
+    assert deb == {'kind': 'grub', 'entry': 'Advanced options for Debian GNU/Linux>Debian GNU/Linux, '
+                   'with Linux 6.12.9+bpo-amd64', 'needs_saved_default': True}
+    assert kp.default_entry('RedHat', 'grub', '6.9.1-200.fc40.x86_64') == {
+        'kind': 'grubby', 'entry': '/boot/vmlinuz-6.9.1-200.fc40.x86_64', 'needs_saved_default': False}
     assert kp.default_entry('proxmox', 'grub', '6.8.12-4-pve') is None
     assert kp.default_entry('debian', 'systemd-boot', '6.1.0-26-amd64') is None
+    assert kp.default_entry('debian', 'grub', None) is None
 
 
 def test_validate_refuses_below_the_minimum_and_warns_on_known_issues():
@@ -98,7 +102,8 @@ def test_plan_for_a_version_the_repositories_do_not_have():
     ok = kp.plan('Debian', 'version', '6.1.0-26-amd64', 'debian', version='6.1.0-27-amd64',
                  available=['6.1.0-26-amd64', '6.1.0-27-amd64'], boot_loader='grub')
     assert ok['validation']['ok'] and ok['packages'] == ['linux-image-6.1.0-27-amd64']
-    assert ok['default_entry']['command'][0] == 'grub-set-default' and ok['action'] == 'install'
+    assert ok['default_entry']['kind'] == 'grub' and ok['action'] == 'install'
+    assert ok['default_entry']['entry'].endswith('with Linux 6.1.0-27-amd64')
     keep = kp.plan('Debian', 'keep', '6.1.0-26-amd64', 'debian')
     assert keep['action'] == 'pin' and keep['target'] == '6.1.0-26-amd64' and keep['default_entry'] is None
 
