@@ -266,8 +266,9 @@ def console_tail(name, size=CONSOLE_TAIL):
 def start(name, memory=2048, cpus=2):
     paths = build()
     inst = instance_dir(name)
-    if pid_of(name):
-        sys.exit('instance %s already runs (pid %d): stop it first' % (name, pid_of(name)))
+    running = pid_of(name)
+    if running:
+        sys.exit('instance %s already runs (pid %s): stop it first' % (name, running))
     shutil.rmtree(inst, ignore_errors=True)
     os.makedirs(inst)
     disk = os.path.join(inst, 'disk.qcow2')
@@ -322,7 +323,7 @@ def stop(name, show_console=True):
             time.sleep(0.2)
         else:
             os.kill(pid, signal.SIGKILL)
-        say('stopped %s (pid %d)' % (name, pid))
+        say('stopped %s (pid %s)' % (name, pid))
     shutil.rmtree(instance_dir(name), ignore_errors=True)
 
 
