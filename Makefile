@@ -3,6 +3,7 @@
 #   sudo make deps    the test lab's system packages, podman set-up and images (Debian, root)
 #   make test         every test: unit, lint, sanity, molecule labs
 #   make test-quick   unit, lint and sanity only (no root needed)
+#   sudo make bench   the scale benchmark on simulated fleets (docs/performance.md)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -12,7 +13,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.build/collections
 export PATH := $(BIN):$(PATH)
 SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 
-.PHONY: audit venv collection deps test test-quick unit integration lint sanity molecule build docs clean
+.PHONY: audit venv collection deps test test-quick unit integration lint sanity molecule bench build docs clean
 
 audit: venv collection
 	ansible-playbook playbooks/audit.yml $(ARGS)
@@ -56,6 +57,10 @@ molecule: venv collection
 	  if [ $$s = vm ] && ! python3 tests/lab/vm.py check; then echo "=== molecule scenario vm skipped"; continue; fi; \
 	  echo "=== molecule scenario $$s"; start=$$(date +%s); $(BIN)/molecule test -s $$s; \
 	  echo "=== molecule scenario $$s passed in $$(( $$(date +%s) - start )) s"; done
+
+# the scale benchmark (root, after make deps): prints seconds, ratio to ping, round trips per host
+bench: venv collection
+	$(BIN)/python benchmarks/fleet.py $(ARGS)
 
 build: venv
 	mkdir -p .build/dist && $(BIN)/ansible-galaxy collection build --force --output-path .build/dist .

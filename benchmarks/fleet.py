@@ -7,7 +7,7 @@
 
 printed as seconds, as a ratio to (a), and with the module round trips per host.
 Needs the lab (sudo make deps) and root. Usage:
-  python3 benchmarks/fleet.py [--sizes 5,20,50] [--forks 20]
+  make bench [ARGS="--sizes 5,20,50 --forks 20"]     (or .venv/bin/python benchmarks/fleet.py ...)
 Every container it starts is removed again, also after a failure.
 """
 
@@ -93,7 +93,10 @@ def run_size(n, forks, workdir):
     names = start_hosts(n)
     inventory = os.path.join(workdir, 'inventory-%d.ini' % n)
     write_inventory(inventory, names)
+    # the ansible of the interpreter that runs this script (the checkout's .venv), then PATH's
+    path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get('PATH', '')])
     env = dict(os.environ,
+               PATH=path,
                ANSIBLE_CONFIG=os.path.join(REPO, 'ansible.cfg'),
                ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, '.build', 'collections') + ':' +
                os.environ.get('ANSIBLE_COLLECTIONS_PATH', ''),
