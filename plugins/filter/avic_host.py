@@ -62,11 +62,13 @@ def avic_host_state(facts, options, cmdline_args, cmdline_changed=False, reloade
 def avic_host_cmdline_needed(facts, args, remove=None, target='auto'):
     """Whether vfio.avic.avic_cmdline has anything to do, judged from the facts' configured line.
 
-    True when the module must run (the line would change, or the facts cannot tell: grubby,
-    Proxmox, whose ESP mode only the module reads, an explicit target other than the one found,
-    an unreadable file, or GRUB while the running line lacks an owned argument, since a
-    /etc/default/grub.d file may override the line the facts read); False when every owned
-    argument is already there exactly once and nothing is to be removed.
+    False when the facts answer the question: the line the next boot gets from the configuration
+    the module would edit (boot_cmdline: GRUB with its grub.d files, /etc/kernel/cmdline) carries
+    every owned argument exactly once and nothing is to be removed, or no configuration is managed
+    (target none). True when the line would change or the facts cannot tell: grubby, Proxmox
+    without the ESP modes of ``proxmox-boot-tool status`` in the facts, an explicit target other
+    than the one found, a missing or unparseable file, or GRUB facts without ``sources`` (an older
+    avic_facts that read /etc/default/grub alone) while the running line lacks an owned argument.
     """
     facts = _facts(facts, 'avic_host_cmdline_needed')
     boot = facts.get('boot_cmdline') or {}
@@ -74,7 +76,7 @@ def avic_host_cmdline_needed(facts, args, remove=None, target='auto'):
     remove = [r.partition('=')[0] for r in remove or []]
     if boot.get('target') in (None, 'grubby') or target not in ('auto', boot.get('target')):
         return True
-    if (facts.get('boot_loader') or {}).get('kind') == 'proxmox-boot-tool':
+    if (facts.get('boot_loader') or {}).get('kind') == 'proxmox-boot-tool' and boot.get('esp_modes') is None:
         return True
     if boot.get('target') == 'none':
         return False

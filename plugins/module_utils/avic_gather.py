@@ -5,7 +5,8 @@
 
 Everything is read below ``root`` (normally ``/``), so a mounted image or a
 fixture tree can be inspected the same way. Commands (dmesg, libvirtd
---version) run only through the ``run`` callable, and only when root is ``/``.
+--version, virsh, proxmox-boot-tool status) run only through the ``run`` callable, and only
+when root is ``/``.
 Nothing here writes anything.
 """
 
@@ -170,18 +171,44 @@ def _boot_loader(reader):
     return {'kind': kind, 'tools': tools, 'files': files}
 
 
-def _boot_cmdline(reader):
-    """The kernel command line as configured for the next boot, where the host role edits it."""
-    target = avic_hostplan.cmdline_target(reader.exists, bool(reader.which('grubby')))
-    value = None
+def _esp_modes(reader, run):
+    """The ESP modes of ``proxmox-boot-tool status`` (a read-only listing), sorted, on a Proxmox
+    host whose tool ran; None where it is not Proxmox, the tool is missing or failed, or no
+    command may run (``run`` None)."""
+    if run is None or not reader.exists(avic_hostplan.PROXMOX_UUIDS):
+        return None
+    tool = reader.which('proxmox-boot-tool')
+    if not tool:
+        return None
+    rc, out, _err = run([tool, 'status'])
+    return sorted(avic_hostplan.proxmox_boot_modes(out)) if rc == 0 else None
+
+
+def _boot_cmdline(reader, run=None):
+    """The kernel command line as configured for the next boot, where the host role edits it.
+
+    ``target`` follows avic_hostplan.cmdline_target() (with the Proxmox ESP modes where
+    ``run`` may read them), ``value`` is the line the next boot gets from that configuration
+    (GRUB: avic_hostplan.grub_next_boot() over /etc/default/grub and /etc/default/grub.d/*.cfg;
+    None where a file is missing or cannot be parsed), ``sources`` the files it came from.
+    """
+    modes = _esp_modes(reader, run)
+    target = avic_hostplan.cmdline_target(reader.exists, bool(reader.which('grubby')),
+                                          set(modes) if modes else None)
+    value, sources = None, []
     if target == 'grub':
-        try:
-            value = avic_hostplan.grub_value(reader.text(avic_hostplan.GRUB_DEFAULT_FILE, ''))
-        except avic_hostplan.PlanError:
-            value = None
+        def read(path):
+            text = reader.text(path)
+            if text is not None:
+                sources.append(path)
+            return text
+        value = avic_hostplan.grub_next_boot(read, reader.listdir)
     elif target == 'kernel_cmdline':
-        value = ' '.join((reader.text(avic_hostplan.KERNEL_CMDLINE_FILE) or '').split())
-    return {'target': target, 'value': value}
+        text = reader.text(avic_hostplan.KERNEL_CMDLINE_FILE)
+        if text is not None:
+            value = ' '.join(avic_hostplan.split_kernel_args(text))
+            sources.append(avic_hostplan.KERNEL_CMDLINE_FILE)
+    return {'target': target, 'value': value, 'sources': sources, 'esp_modes': modes}
 
 
 def _kernel_packages(reader):
@@ -353,7 +380,7 @@ def gather(root='/', run=None, dmesg=True, guests=True, domains=False,
         if kvm_amd['loaded'] else {},
         'iommu': _iommu(reader, args),
         'boot_loader': _boot_loader(reader),
-        'boot_cmdline': _boot_cmdline(reader),
+        'boot_cmdline': _boot_cmdline(reader, run if reader.root == '/' else None),
         'kernel_packages': _kernel_packages(reader),
         'initramfs': _initramfs(reader),
         'guests': _guests(reader) if guests else None,

@@ -22,6 +22,9 @@ description:
     loader and initramfs tool, running QEMU guests, libvirt presence and
     version, container detection, and host-level findings.
   - Read-only. Never fails on a non-AMD or unusual host; it reports instead.
+  - Commands run only where O(root) is C(/), and only the read-only ones whose tool is installed
+    (C(dmesg), C(libvirtd --version), C(virsh) with O(gather_domains), and
+    C(proxmox-boot-tool status) on Proxmox VE hosts).
 author:
   - vfio.avic maintainers (@vfio-avic)
 options:
@@ -173,11 +176,25 @@ ansible_facts:
           description: Boot loader C(kind) (grub, systemd-boot, proxmox-boot-tool, unknown), C(tools), C(files).
           type: dict
         boot_cmdline:
-          description: >-
-            The kernel command line configured for the next boot; C(target) (C(grub),
-            C(kernel_cmdline), C(grubby), C(none)) and C(value) (null where it cannot be read).
+          description:
+            - The kernel command line configured for the next boot, where the C(vfio.avic.host)
+              role edits it.
+            - C(target) is where it lives (C(grub), C(kernel_cmdline), C(grubby), C(none)), by the
+              rule of C(vfio.avic.avic_cmdline).
+            - C(value) is the line the next boot gets from that configuration; for GRUB,
+              C(GRUB_CMDLINE_LINUX) then C(GRUB_CMDLINE_LINUX_DEFAULT) as they end after
+              C(/etc/default/grub) and the C(/etc/default/grub.d/*.cfg) files, in the order
+              C(grub-mkconfig) sources them. Null for C(grubby) and C(none), when
+              C(/etc/kernel/cmdline) is missing (kernel-install then falls back to another line),
+              and when a GRUB file's quoting cannot be parsed.
+            - C(sources) lists the files C(value) came from, in reading order (empty when none).
+            - C(esp_modes) lists the ESP modes (C(uefi), C(grub)) that C(proxmox-boot-tool status)
+              reports on a Proxmox VE host with C(/etc/kernel/proxmox-boot-uuids); null elsewhere,
+              and where the tool is missing, failed, or O(root) is not C(/).
           type: dict
-          sample: {target: grub, value: quiet amd_iommu=on iommu=pt}
+          sample: {target: grub, value: root=/dev/sda1 quiet amd_iommu=on iommu=pt,
+                   sources: [/etc/default/grub, /etc/default/grub.d/50-cloudimg-settings.cfg],
+                   esp_modes: null}
         kernel_packages:
           description: >-
             Installed C(linux-image-*) packages from the dpkg database (C(package), C(release),

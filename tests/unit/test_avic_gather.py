@@ -143,3 +143,94 @@ def test_os_release_family_and_proxmox(tmp_path):
         '/usr/bin/pveversion': '#!/bin/sh\n'}))
     assert facts['os'] == {'id': 'debian', 'id_like': [], 'version_id': '12', 'codename': 'bookworm',
                            'family': 'Debian', 'proxmox': True}
+
+
+# --- the next boot's kernel command line (boot_cmdline) ---
+
+CLOUD_GRUB = {
+    '/etc/default/grub': 'GRUB_DEFAULT=0\nGRUB_CMDLINE_LINUX="root=/dev/vda1 ro"\n'
+                         'GRUB_CMDLINE_LINUX_DEFAULT="quiet splash"\n',
+    '/etc/default/grub.d/40-force-partuuid.cfg': 'GRUB_FORCE_PARTUUID=0e7b2b4c-01\n',
+    '/etc/default/grub.d/50-cloudimg-settings.cfg':
+        '# Cloud Image specific Grub settings\n'
+        'GRUB_CMDLINE_LINUX_DEFAULT="console=tty1 console=ttyS0 amd_iommu=on iommu=pt"\n',
+    '/etc/default/grub.d/init-select.cfg':
+        'GRUB_CMDLINE_LINUX_DEFAULT="$GRUB_CMDLINE_LINUX_DEFAULT init=/lib/systemd/systemd"\n',
+    '/etc/default/grub.d/README': 'GRUB_CMDLINE_LINUX_DEFAULT="not sourced"\n',
+}
+
+
+def test_grub_next_boot_line_follows_the_grub_d_files(host_tree):
+    facts = avic_gather.gather(root=host_tree(cpuinfo_name='zen4_epyc_9654.txt', files=CLOUD_GRUB))
+    assert facts['boot_cmdline'] == {
+        'target': 'grub',
+        'value': 'root=/dev/vda1 ro console=tty1 console=ttyS0 amd_iommu=on iommu=pt '
+                 'init=/lib/systemd/systemd',
+        'sources': ['/etc/default/grub', '/etc/default/grub.d/40-force-partuuid.cfg',
+                    '/etc/default/grub.d/50-cloudimg-settings.cfg',
+                    '/etc/default/grub.d/init-select.cfg'],
+        'esp_modes': None}
+
+
+def test_grub_line_that_cannot_be_parsed_is_none(host_tree):
+    facts = avic_gather.gather(root=host_tree(files={
+        '/etc/default/grub': 'GRUB_CMDLINE_LINUX_DEFAULT="quiet iommu=pt\n'}))
+    assert facts['boot_cmdline'] == {'target': 'grub', 'value': None,
+                                     'sources': ['/etc/default/grub'], 'esp_modes': None}
+
+
+def test_missing_kernel_cmdline_is_none_and_an_empty_one_is_empty(tmp_path):
+    loader = {'/boot/loader/loader.conf': 'timeout 3\n'}
+    (tmp_path / 'missing').mkdir()
+    (tmp_path / 'empty').mkdir()
+    missing = avic_gather.gather(root=write_host_tree(tmp_path / 'missing', files=loader))
+    assert missing['boot_cmdline'] == {'target': 'kernel_cmdline', 'value': None, 'sources': [],
+                                       'esp_modes': None}
+    empty = avic_gather.gather(root=write_host_tree(tmp_path / 'empty', files=dict(
+        loader, **{'/etc/kernel/cmdline': '\n'})))
+    assert empty['boot_cmdline'] == {'target': 'kernel_cmdline', 'value': '',
+                                     'sources': ['/etc/kernel/cmdline'], 'esp_modes': None}
+
+
+PVE_STATUS = ('Re-executing \'/usr/sbin/proxmox-boot-tool\' in new private mount namespace..\n'
+              'System currently booted with uefi\n'
+              '6E4D-1A2B is configured with: %s (versions: 6.8.12-4-pve, 6.8.12-5-pve)\n')
+
+
+def proxmox_tree(host_tree):
+    # Proxmox VE on ZFS booted through UEFI: both files exist, the ESP mode decides.
+    return host_tree(cpuinfo_name='zen4_epyc_9654.txt', files={
+        '/etc/kernel/proxmox-boot-uuids': '6E4D-1A2B\n',
+        '/usr/sbin/proxmox-boot-tool': '#!/bin/sh\n',
+        '/sys/firmware/efi/.keep': '',
+        '/etc/default/grub': 'GRUB_CMDLINE_LINUX_DEFAULT="quiet"\n'
+                             'GRUB_CMDLINE_LINUX="root=ZFS=rpool/ROOT/pve-1 boot=zfs"\n',
+        '/etc/kernel/cmdline': 'root=ZFS=rpool/ROOT/pve-1 boot=zfs amd_iommu=on iommu=pt\n'})
+
+
+def test_proxmox_esp_modes_decide_the_target(host_tree):
+    root = proxmox_tree(host_tree)
+    reader = avic_gather.Reader(root)
+    calls = []
+
+    def runner(mode, rc=0):
+        def run(argv):
+            calls.append(argv)
+            return rc, PVE_STATUS % mode, ''
+        return run
+    uefi = avic_gather._boot_cmdline(reader, runner('uefi'))
+    assert calls == [['/usr/sbin/proxmox-boot-tool', 'status']]
+    assert uefi == {'target': 'kernel_cmdline',
+                    'value': 'root=ZFS=rpool/ROOT/pve-1 boot=zfs amd_iommu=on iommu=pt',
+                    'sources': ['/etc/kernel/cmdline'], 'esp_modes': ['uefi']}
+    # Secure Boot: the ESPs carry GRUB although the host booted through UEFI
+    grub = avic_gather._boot_cmdline(reader, runner('grub'))
+    assert grub == {'target': 'grub', 'value': 'root=ZFS=rpool/ROOT/pve-1 boot=zfs quiet',
+                    'sources': ['/etc/default/grub'], 'esp_modes': ['grub']}
+    failed = avic_gather._boot_cmdline(reader, runner('uefi', rc=2))
+    assert failed['esp_modes'] is None and failed['target'] == 'kernel_cmdline'
+    # below a root other than / no command runs, so the ESP modes stay unknown
+    del calls[:]
+    facts = avic_gather.gather(root=root, run=runner('grub'))
+    assert calls == [] and facts['boot_cmdline']['esp_modes'] is None
+    assert facts['boot_loader']['kind'] == 'proxmox-boot-tool'

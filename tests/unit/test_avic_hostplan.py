@@ -204,12 +204,14 @@ def test_facts_carry_the_configured_command_line_and_kernel_packages(tmp_path):
             'Package: bash\nStatus: install ok installed\n')
     facts = facts_for(tmp_path / 'a', 'zen2_epyc_7702.txt', files={
         '/etc/default/grub': 'GRUB_CMDLINE_LINUX_DEFAULT="quiet iommu=pt"\n', '/var/lib/dpkg/status': dpkg})
-    assert facts['boot_cmdline'] == {'target': 'grub', 'value': 'quiet iommu=pt'}
+    assert facts['boot_cmdline'] == {'target': 'grub', 'value': 'quiet iommu=pt',
+                                     'sources': ['/etc/default/grub'], 'esp_modes': None}
     assert facts['kernel_packages'] == [
         {'package': 'linux-image-6.1.0-26-amd64', 'release': '6.1.0-26-amd64', 'held': True, 'version': '6.1.112-1'},
         {'package': 'linux-image-amd64', 'release': None, 'held': False, 'version': '6.1.112-1'}]
     other = facts_for(tmp_path / 'b', 'zen2_epyc_7702.txt', files={'/etc/kernel/cmdline': 'root=ZFS=x  boot=zfs\n'})
-    assert other['boot_cmdline'] == {'target': 'kernel_cmdline', 'value': 'root=ZFS=x boot=zfs'}
+    assert other['boot_cmdline'] == {'target': 'kernel_cmdline', 'value': 'root=ZFS=x boot=zfs',
+                                     'sources': ['/etc/kernel/cmdline'], 'esp_modes': None}
     assert other['kernel_packages'] is None
 
 
@@ -433,9 +435,13 @@ def test_cmdline_needed_filter_runs_the_module_where_the_facts_cannot_tell():
     done = {'cpu': {}, 'cmdline': 'root=/dev/sda1 amd_iommu=on iommu=pt',
             'boot_cmdline': {'target': 'grub', 'value': 'quiet amd_iommu=on iommu=pt'}}
     assert host_filters.avic_host_cmdline_needed(done, ARGS) is False
-    # configured but not running: a /etc/default/grub.d file may override what the facts read
+    # configured but not running, in facts without sources (an older avic_facts read
+    # /etc/default/grub alone): a /etc/default/grub.d file may override that line
     waiting = dict(done, cmdline='root=/dev/sda1')
     assert host_filters.avic_host_cmdline_needed(waiting, ARGS) is True
+    # facts that read the grub.d files too answer it: nothing to edit, the reboot is pending
+    read = dict(waiting, boot_cmdline=dict(done['boot_cmdline'], sources=['/etc/default/grub']))
+    assert host_filters.avic_host_cmdline_needed(read, ARGS) is False
     proxmox = dict(done, boot_loader={'kind': 'proxmox-boot-tool'},
                    boot_cmdline={'target': 'kernel_cmdline', 'value': 'root=ZFS=x amd_iommu=on iommu=pt'})
     assert host_filters.avic_host_cmdline_needed(proxmox, ARGS) is True
@@ -453,3 +459,66 @@ def test_state_filter_takes_the_module_result_as_the_next_boot(tmp_path):
     none = host_filters.avic_host_state(facts, opts, ARGS, next_boot=skipped)
     assert none['state'] == 'active' and none['reboot_needed'] is False
     assert 'boot config none' in none['reasons'][0]
+
+
+# --- the filter that spares the avic_cmdline round trip, against the module itself ---
+
+GRUB_MAIN = 'GRUB_CMDLINE_LINUX="root=/dev/vda1 ro"\nGRUB_CMDLINE_LINUX_DEFAULT="%s"\n'
+CLOUDIMG = '/etc/default/grub.d/50-cloudimg-settings.cfg'
+SKIP_CASES = [
+    # (name, files, remove, whether avic_cmdline has anything to do)
+    ('grub, edited, not booted yet', {'/etc/default/grub': GRUB_MAIN % 'quiet amd_iommu=on iommu=pt'}, [], False),
+    ('grub.d overrides the edited line', {'/etc/default/grub': GRUB_MAIN % 'quiet amd_iommu=on iommu=pt',
+                                          CLOUDIMG: 'GRUB_CMDLINE_LINUX_DEFAULT="console=ttyS0"\n'}, [], True),
+    ('grub.d carries them', {'/etc/default/grub': GRUB_MAIN % 'quiet',
+                             CLOUDIMG: 'GRUB_CMDLINE_LINUX_DEFAULT="console=ttyS0 amd_iommu=on iommu=pt"\n'},
+     [], False),
+    ('split over both variables', {'/etc/default/grub': 'GRUB_CMDLINE_LINUX="amd_iommu=on"\n'
+                                                        'GRUB_CMDLINE_LINUX_DEFAULT="quiet iommu=pt"\n'}, [], False),
+    ('an expansion next to them', {'/etc/default/grub': GRUB_MAIN % '$EXTRA amd_iommu=on iommu=pt'}, [], False),
+    ('twice', {'/etc/default/grub': GRUB_MAIN % 'amd_iommu=on iommu=pt amd_iommu=on'}, [], True),
+    ('another value', {'/etc/default/grub': GRUB_MAIN % 'amd_iommu=on iommu=nopt'}, [], True),
+    ('a key to remove', {'/etc/default/grub': GRUB_MAIN % 'amd_iommu=on iommu=pt amd_iommu_intr=legacy'},
+     ['amd_iommu_intr'], True),
+    ('unparseable', {'/etc/default/grub': GRUB_MAIN % 'amd_iommu=on iommu=pt\\'}, [], True),
+    ('kernel_cmdline carries them', {'/boot/loader/loader.conf': '', '/etc/kernel/cmdline':
+                                     'root=/dev/nvme0n1p2 rw amd_iommu=on  iommu=pt\n'}, [], False),
+    ('kernel_cmdline missing, seeded', {'/boot/loader/loader.conf': ''}, [], True),
+]
+
+
+@pytest.mark.parametrize('name,files,remove,needed', SKIP_CASES, ids=[c[0] for c in SKIP_CASES])
+def test_cmdline_needed_agrees_with_the_module_in_check_mode(tmp_path, name, files, remove, needed):
+    from ansible_collections.vfio.avic.plugins.filter import avic_host as host_filters
+    from conftest import run_module_direct
+    root = write_host_tree(tmp_path, cpuinfo_name='zen4_epyc_9654.txt', files=files)
+    facts = avic_gather.gather(root=root)
+    result = run_module_direct('avic_cmdline', dict(root=root, args=ARGS, remove=remove), check_mode=True)
+    if name == 'unparseable':
+        assert result.get('failed') and 'fix its quoting' in result['msg']
+    else:
+        assert result['changed'] is needed, result
+    assert host_filters.avic_host_cmdline_needed(facts, ARGS, remove) is needed
+    # the running line lacks them in every case: with the new facts that alone asks for nothing
+    assert 'amd_iommu=on' not in facts['cmdline']
+
+
+def test_cmdline_needed_on_proxmox_only_without_the_esp_modes(tmp_path):
+    from ansible_collections.vfio.avic.plugins.filter import avic_host as host_filters
+    root = write_host_tree(tmp_path, cpuinfo_name='zen4_epyc_9654.txt', files={
+        '/etc/kernel/proxmox-boot-uuids': '6E4D-1A2B\n', '/usr/sbin/proxmox-boot-tool': '',
+        '/sys/firmware/efi/.keep': '', '/etc/default/grub': GRUB_MAIN % 'quiet',
+        '/etc/kernel/cmdline': 'root=ZFS=rpool/ROOT/pve-1 boot=zfs amd_iommu=on iommu=pt\n'})
+    facts = avic_gather.gather(root=root)
+    assert facts['boot_cmdline']['esp_modes'] is None
+    assert host_filters.avic_host_cmdline_needed(facts, ARGS) is True
+
+    def status(mode):
+        return lambda argv: (0, '6E4D-1A2B is configured with: %s (versions: 6.8.12-4-pve)\n' % mode, '')
+    uefi = dict(facts, boot_cmdline=avic_gather._boot_cmdline(avic_gather.Reader(root), status('uefi')))
+    assert host_filters.avic_host_cmdline_needed(uefi, ARGS) is False
+    # the ESPs boot GRUB, whose line lacks them
+    grub = dict(facts, boot_cmdline=avic_gather._boot_cmdline(avic_gather.Reader(root), status('grub')))
+    assert grub['boot_cmdline']['target'] == 'grub'
+    assert host_filters.avic_host_cmdline_needed(grub, ARGS) is True
+    assert host_filters.avic_host_cmdline_needed(uefi, ARGS, [], 'grub') is True

@@ -41,6 +41,19 @@ def test_every_filter_has_its_documentation_file():
     assert missing == [], 'add plugins/filter/<name>.yml for: %s' % ', '.join(missing)
 
 
+def test_every_filter_documentation_file_is_yaml_with_its_sections():
+    import os
+    import yaml
+    from conftest import REPO
+    folder = os.path.join(REPO, 'plugins', 'filter')
+    for name in sorted(n for n in os.listdir(folder) if n.endswith('.yml')):
+        with open(os.path.join(folder, name)) as handle:
+            doc = yaml.safe_load(handle)
+        assert set(doc) >= {'DOCUMENTATION', 'EXAMPLES', 'RETURN'}, name
+        assert doc['DOCUMENTATION']['name'] == name[:-4], name
+        assert all(isinstance(line, str) for line in doc['DOCUMENTATION']['description']), name
+
+
 def test_cpu_avic_support_contract(cpuinfo):
     cpu = filters.cpu_avic_support(cpuinfo('zen4_epyc_9654.txt'))
     for key in ('vendor', 'family', 'model', 'model_name', 'microarchitecture', 'svm', 'npt',
