@@ -120,16 +120,6 @@ def packages(dist, mode, version=None, running=None, flavour=None):
     return [template.format(release=release)]
 
 
-def release_of(package, dist):
-    """The uname -r release a versioned package installs, or None for meta packages."""
-    prefixes = {'debian': 'linux-image-', 'ubuntu': 'linux-image-'}
-    prefix = prefixes.get(dist)
-    if prefix and package.startswith(prefix):
-        rest = package[len(prefix):]
-        return rest if re.match(r'^\d', rest) else None
-    return None
-
-
 def newest(releases):
     """The newest of several uname -r strings (unparsable ones ignored)."""
     best, best_key = None, None
