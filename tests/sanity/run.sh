@@ -2,9 +2,11 @@
 # Run `ansible-test sanity` on a copy of this checkout placed where ansible-test
 # wants a collection: <dir>/ansible_collections/vfio/avic.
 # Usage: tests/sanity/run.sh [extra ansible-test arguments]
+# Environment: SANITY_PYTHON (default: python3's version), SANITY_DIR (default: .build/sanity; each
+# leg of the version matrix has its own, so legs and a plain `make sanity` do not share a copy).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
-dest="$repo/.build/sanity/ansible_collections/vfio/avic"
+dest="${SANITY_DIR:-$repo/.build/sanity}/ansible_collections/vfio/avic"
 python_version=${SANITY_PYTHON:-$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')}
 # ansible-test bootstraps pip in its sanity venvs with a script it downloads once
 # and caches; offline, provide the cache entry (ensurepip + pip install).
