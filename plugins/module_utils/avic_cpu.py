@@ -18,8 +18,13 @@ VENDORS = {
 }
 
 # (family, first model, last model, microarchitecture, segment)
-# Ranges are the kernel's own (arch/x86/kernel/cpu/amd.c, bsp_init_amd), which
-# does not tell Zen+ apart from Zen; Zen+ models are Pinnacle Ridge (0x08) and
+# Ranges are the kernel's own (arch/x86/kernel/cpu/amd.c, bsp_init_amd, the
+# X86_FEATURE_ZEN1..ZEN6 switch): Zen 1 0x17/0x00-0x2f, 0x50-0x5f; Zen 2
+# 0x17/0x30-0x4f, 0x60-0x7f, 0x90-0x91, 0xa0-0xaf; Zen 3 0x19/0x00-0x0f,
+# 0x20-0x5f; Zen 4 0x19/0x10-0x1f, 0x60-0xaf; Zen 5 0x1a/0x00-0x2f, 0x40-0x4f,
+# 0x60-0x7f; Zen 6 0x1a/0x50-0x5f, 0x80-0xaf, 0xc0-0xcf ("x86/CPU/AMD: Add
+# X86_FEATURE_ZEN6", "x86/CPU/AMD: Extend Zen6 model range"). The kernel does
+# not tell Zen+ apart from Zen; Zen+ models are Pinnacle Ridge (0x08) and
 # Picasso (0x18). The segment (server/client) only shapes messages: client parts
 # often hide AVIC in CPUID.
 ZEN_RANGES = (
@@ -43,7 +48,14 @@ ZEN_RANGES = (
     (0x1a, 0x20, 0x2f, 'zen5', 'client'),
     (0x1a, 0x40, 0x4f, 'zen5', 'client'),
     (0x1a, 0x60, 0x7f, 'zen5', 'client'),
+    (0x1a, 0x50, 0x5f, 'zen6', None),
+    (0x1a, 0x80, 0xaf, 'zen6', None),
+    (0x1a, 0xc0, 0xcf, 'zen6', None),
 )
+
+# AVIC hardware came with Zen (family 0x17, Hygon 0x18): an older AMD family
+# without the avic flag has no AVIC to force on.
+FIRST_AVIC_FAMILY = 0x17
 
 # Hygon Dhyana is a Zen 1 licence: family 0x18, any model.
 HYGON_FAMILY = 0x18
@@ -55,12 +67,19 @@ STATUS_SUPPORTED = 'supported'
 STATUS_CPUID_HIDDEN = 'cpuid_hidden'
 STATUS_SVM_UNAVAILABLE = 'svm_unavailable'
 STATUS_UNSUPPORTED_VENDOR = 'unsupported_vendor'
+STATUS_NO_AVIC_HARDWARE = 'no_avic_hardware'
+STATUS_VM_NO_AVIC = 'vm_no_avic'
 STATUSES = (STATUS_SUPPORTED, STATUS_CPUID_HIDDEN, STATUS_SVM_UNAVAILABLE,
-            STATUS_UNSUPPORTED_VENDOR)
+            STATUS_UNSUPPORTED_VENDOR, STATUS_NO_AVIC_HARDWARE, STATUS_VM_NO_AVIC)
+
+# The kernel that names CPUID Fn8000_000A EDX bit 18 "x2avic" in /proc/cpuinfo
+# ("x86/cpufeatures: Introduce x2AVIC CPUID bit", 6.0): older kernels show no
+# x2avic flag even on a CPU that has it.
+X2AVIC_FLAG_KERNEL = (6, 0)
 
 _GENERATION_NAMES = {
     'zen': 'Zen', 'zen+': 'Zen+', 'zen2': 'Zen 2', 'zen3': 'Zen 3',
-    'zen4': 'Zen 4', 'zen5': 'Zen 5',
+    'zen4': 'Zen 4', 'zen5': 'Zen 5', 'zen6': 'Zen 6',
 }
 
 
@@ -139,6 +158,16 @@ def _message(cpu):
                     'Enable nested virtualisation on its host.' % (name, gen_text))
         return ('%s%s does not show SVM: enable SVM (AMD-V) in the firmware setup.'
                 % (name, gen_text))
+    if status == STATUS_NO_AVIC_HARDWARE:
+        return ('%s (AMD family 0x%x, before Zen) has SVM but no AVIC: AVIC hardware came with '
+                'family 0x17 (Zen). kvm_amd force_avic=1 would force a feature this CPU does not '
+                'have, so the collection does not offer it.' % (name, cpu['family']))
+    if status == STATUS_VM_NO_AVIC:
+        return ('%s%s is a virtual machine with nested SVM but without AVIC: KVM does not '
+                'virtualise AVIC for its guests, so this is not a CPUID setting to work around. '
+                'Only for testing (for example a lab VM under QEMU TCG), kvm_amd force_avic=1 '
+                '(kernel >= 5.19) can force it on: unsupported, it taints the kernel and gives no '
+                'real acceleration.' % (name, gen_text))
     if status == STATUS_CPUID_HIDDEN:
         hint = ''
         if cpu['segment'] == 'client':
@@ -146,17 +175,46 @@ def _message(cpu):
         return ('%s%s has SVM but does not advertise AVIC in CPUID.%s Only kvm_amd '
                 'force_avic=1 (kernel >= 5.19) can enable it: unsupported and it taints the kernel.'
                 % (name, gen_text, hint))
-    x2 = ' and x2AVIC' if cpu['x2avic'] else ' (no x2AVIC)'
+    if cpu['x2avic']:
+        x2 = ' and x2AVIC'
+    elif cpu['x2avic_visible'] is False:
+        x2 = ('; whether it has x2AVIC is not visible on this kernel (/proc/cpuinfo shows the '
+              'x2avic flag from kernel 6.0)')
+    else:
+        x2 = ' (no x2AVIC)'
     return '%s%s advertises AVIC%s.' % (name, gen_text, x2)
 
 
-def classify_cpu(text):
+def _kernel_version(kernel):
+    """(major, minor) of a kernel release string or tuple, or None."""
+    if isinstance(kernel, (tuple, list)):
+        try:
+            return tuple(int(p) for p in kernel[:2])
+        except (TypeError, ValueError):
+            return None
+    if isinstance(kernel, str):
+        parts = kernel.strip().lstrip('v').split('.')
+        if len(parts) >= 2 and parts[0].isdigit():
+            minor = ''
+            for char in parts[1]:
+                if not char.isdigit():
+                    break
+                minor += char
+            if minor:
+                return int(parts[0]), int(minor)
+    return None
+
+
+def classify_cpu(text, kernel=None):
     """Classify /proc/cpuinfo text; never raises.
 
-    Returns a dict: vendor (amd, hygon, intel, unknown), family, model (ints or
-    None), model_name, microarchitecture (zen ... zen5 or None), segment
-    (server, client or None), booleans svm, npt, avic, x2avic, x2apic,
-    hypervisor, erratum_1235, threads (processor blocks), status and message.
+    ``kernel`` (the running release, optional) tells whether the kernel can
+    show the x2avic flag at all. Returns a dict: vendor (amd, hygon, intel,
+    unknown), family, model (ints or None), model_name, microarchitecture
+    (zen ... zen6 or None), segment (server, client or None), booleans svm,
+    npt, avic, x2avic, x2apic, hypervisor, erratum_1235, x2avic_visible
+    (False when the kernel is too old to show the flag, else True; None when
+    the kernel is not known), threads (processor blocks), status and message.
     """
     blocks = parse_cpuinfo(text)
     first = blocks[0] if blocks else {}
@@ -185,10 +243,17 @@ def classify_cpu(text):
         'erratum_1235': vendor in ('amd', 'hygon') and family in ERRATUM_1235_FAMILIES,
         'threads': len(blocks),
     }
+    version = _kernel_version(kernel)
+    cpu['x2avic_visible'] = None if version is None else (
+        cpu['x2avic'] or version >= X2AVIC_FLAG_KERNEL)
     if vendor not in ('amd', 'hygon'):
         cpu['status'] = STATUS_UNSUPPORTED_VENDOR
     elif not cpu['svm']:
         cpu['status'] = STATUS_SVM_UNAVAILABLE
+    elif not cpu['avic'] and vendor == 'amd' and family is not None and family < FIRST_AVIC_FAMILY:
+        cpu['status'] = STATUS_NO_AVIC_HARDWARE
+    elif not cpu['avic'] and cpu['hypervisor']:
+        cpu['status'] = STATUS_VM_NO_AVIC
     elif not cpu['avic']:
         cpu['status'] = STATUS_CPUID_HIDDEN
     else:

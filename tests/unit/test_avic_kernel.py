@@ -44,10 +44,14 @@ def test_unparseable_release_shows_the_string(bad):
     ('4.19.0-27-amd64', ['kernel_nested_inhibits', 'kernel_no_x2avic', 'kernel_split_irqchip_only']),
     ('5.6.19', ['kernel_nested_inhibits', 'kernel_no_x2avic']),
     ('5.6.12', ['kernel_known_issue', 'kernel_nested_inhibits', 'kernel_no_x2avic']),
-    ('5.4.40', ['kernel_known_issue', 'kernel_nested_inhibits', 'kernel_no_x2avic',
-                'kernel_split_irqchip_only']),
-    ('5.4.0-42-generic', ['kernel_nested_inhibits', 'kernel_no_x2avic', 'kernel_patch_unknown',
-                          'kernel_split_irqchip_only']),
+    # 5.4 never had the lazy-EOI code that 5.6.13 fixed: no known-issue warning there.
+    ('5.4.40', ['kernel_nested_inhibits', 'kernel_no_x2avic', 'kernel_split_irqchip_only']),
+    ('5.4.0-42-generic', ['kernel_nested_inhibits', 'kernel_no_x2avic', 'kernel_split_irqchip_only']),
+    ('5.6.0-1-generic', ['kernel_nested_inhibits', 'kernel_no_x2avic', 'kernel_patch_unknown']),
+    ('5.6.13', ['kernel_nested_inhibits', 'kernel_no_x2avic']),
+    ('6.16.12', []),
+    ('6.17.1', []),
+    ('6.19.0', ['kernel_avic_auto']),
     ('5.15.0-119-generic', ['kernel_nested_inhibits', 'kernel_no_x2avic']),
     ('5.19.0', ['kernel_no_x2avic']),
     ('6.1.0-26-amd64', []),
@@ -65,12 +69,85 @@ def test_too_old_is_an_inhibit_and_only_finding():
 
 
 def test_upstream_version_refines_a_distribution_patch_level():
-    # Ubuntu 5.4.0-42 carries upstream 5.4.44: past the fix.
-    assert 'kernel_known_issue' not in ids(avic_kernel.kernel_issues('5.4.0-42-generic', '5.4.44'))
-    old = avic_kernel.kernel_issues('5.4.0-26-generic', '5.4.30')
+    # A 5.6 distribution kernel whose upstream patch level is told by /proc/version.
+    assert 'kernel_known_issue' not in ids(avic_kernel.kernel_issues('5.6.0-1-generic', '5.6.13'))
+    old = avic_kernel.kernel_issues('5.6.0-1-generic', '5.6.7')
     assert 'kernel_known_issue' in ids(old)
     message = [f for f in old if f['id'] == 'kernel_known_issue'][0]['message']
-    assert 'upstream 5.4.30' in message and 'reported' in message
+    assert 'upstream 5.6.7' in message and '(known)' in message
+
+
+def test_lazy_eoi_issue_names_the_real_symptom():
+    message = [f for f in avic_kernel.kernel_issues('5.6.12') if f['id'] == 'kernel_known_issue'][0]
+    assert 'Restrict lazy EOI update to edge-triggered interrupts' in message['message']
+    assert 'level-triggered' in message['message'] and 'VFIO INTx' in message['message']
+    assert 'Windows' not in message['message'] and '5.6.13' in message['fix']
+
+
+def test_iommu_avic_needs_4_9():
+    # kvm-4.9-1: "IOMMU part of AMD's AVIC"; 4.8 had only the IOMMU driver side.
+    assert avic_kernel.IOMMU_AVIC == (4, 9)
+    assert avic_kernel.capabilities('4.8.17')['iommu_avic'] is False
+    assert avic_kernel.capabilities('4.9.0')['iommu_avic'] is True
+    message = [f for f in avic_kernel.kernel_issues('4.8.17')
+               if f['id'] == 'kernel_split_irqchip_only'][0]['message']
+    assert 'IOMMU AVIC needs 4.9' in message
+    assert 'IOMMU AVIC' not in [f for f in avic_kernel.kernel_issues('4.9.0')
+                                if f['id'] == 'kernel_split_irqchip_only'][0]['message']
+
+
+@pytest.mark.parametrize('release,vendor,family,expected', [
+    ('6.16.12', 'amd', 0x17, False),     # before "Disable (x2)AVIC IPI virtualization ... #1235"
+    ('6.17.0', 'amd', 0x17, True),
+    ('6.18.2-arch1-1', 'amd', 0x17, True),
+    ('6.17.0', 'hygon', 0x18, False),    # Hygon: only from 7.1 ...
+    ('6.18.34', 'hygon', 0x18, False),
+    ('6.18.35', 'hygon', 0x18, True),    # ... and the 6.18.y backport after 6.18.34
+    ('7.0.3', 'hygon', 0x18, False),
+    ('7.1.0', 'hygon', 0x18, True),
+    ('6.18.35', 'amd', 0x19, None),      # Zen 3 does not have the erratum
+    ('5.15.0', 'intel', 6, None),
+])
+def test_erratum_1235_workaround_by_kernel(release, vendor, family, expected):
+    assert avic_kernel.erratum_1235_workaround(release, vendor, family) is expected
+
+
+def cpu(**kw):
+    base = {'vendor': 'amd', 'family': 0x19, 'microarchitecture': 'zen4', 'avic': True,
+            'x2avic': True, 'npt': True}
+    base.update(kw)
+    return base
+
+
+@pytest.mark.parametrize('facts,on', [
+    (cpu(), True),                                                 # Zen 4 with x2AVIC
+    (cpu(family=0x1a, microarchitecture='zen5'), True),            # Zen 5: family > 0x19
+    (cpu(family=0x1a, microarchitecture='zen6'), True),
+    (cpu(x2avic=False), False),                                    # x2AVIC hidden
+    (cpu(microarchitecture='zen3'), False),                        # Zen 3 Milan: no x2AVIC, no ZEN4
+    (cpu(family=0x17, microarchitecture='zen2', x2avic=True), False),
+    (cpu(avic=False), False),                                      # x2AVIC without AVIC: FW_BUG
+    (cpu(family=0x1a, microarchitecture='zen5', avic=False, x2avic=False), False),
+])
+def test_avic_auto_follows_avic_want_avic_enabled(facts, on):
+    assert avic_kernel.avic_auto_enables(facts) is on
+
+
+def test_avic_auto_needs_npt_and_honours_force_avic():
+    assert avic_kernel.avic_auto_enables(cpu(), npt=False) is False
+    assert avic_kernel.avic_auto_enables(cpu(avic=False), force_avic=True) is True
+
+
+def test_avic_auto_finding_states_the_conditions_and_this_cpu():
+    generic = [f for f in avic_kernel.kernel_issues('6.18.0') if f['id'] == 'kernel_avic_auto'][0]
+    for words in ('x2AVIC', 'Zen 4', 'AVIC in CPUID', 'nested paging', 'HvInUseWrAllowed'):
+        assert words in generic['message']
+    zen3_cpu = cpu(microarchitecture='zen3', x2avic=False)
+    zen3 = [f for f in avic_kernel.kernel_issues('6.18.0', cpu=zen3_cpu) if f['id'] == 'kernel_avic_auto'][0]
+    assert 'auto leaves AVIC off (no x2AVIC in CPUID)' in zen3['message']
+    zen4 = [f for f in avic_kernel.kernel_issues('6.18.0', cpu=cpu())
+            if f['id'] == 'kernel_avic_auto'][0]
+    assert 'On this CPU auto turns AVIC on.' in zen4['message']
 
 
 @pytest.mark.parametrize('text,upstream', [
@@ -96,9 +173,10 @@ def test_capabilities_follow_the_milestones():
 def test_kernel_meets_minimum_is_overridable():
     assert avic_kernel.kernel_meets('4.4.0')[0] is False
     assert avic_kernel.kernel_meets('4.4.0', minimum='4.0')[0] is True
-    ok, reasons = avic_kernel.kernel_meets('5.4.40', allow_known_issues=False)
+    ok, reasons = avic_kernel.kernel_meets('5.6.12', allow_known_issues=False)
     assert not ok and 'lazy EOI' in reasons[0]
-    assert avic_kernel.kernel_meets('5.4.40')[0] is True
+    assert avic_kernel.kernel_meets('5.6.12')[0] is True
+    assert avic_kernel.kernel_meets('5.4.40', allow_known_issues=False)[0] is True
 
 
 def test_at_least():
