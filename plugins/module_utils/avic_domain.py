@@ -6,9 +6,13 @@
 ``audit_domain(xml, host)`` returns findings; ``host`` needs ``kernel`` (release
 string) and the booleans ``avic`` (AVIC on for the host's kvm_amd) and
 ``x2avic`` (the CPU has x2AVIC). The ``vfio_avic`` fact of avic_facts is such a
-dict. Optional ``nested`` (kvm_amd nested parameter, bool) refines svm, and
-``cpu.vendor`` (from the fact) says whether the host is AMD/Hygon at all: a plain
-``{kernel, avic, x2avic}`` dict describes an AMD host.
+dict. Optional ``nested`` (kvm_amd nested parameter, bool) refines svm,
+``x2avic_ext`` (bool: the CPU has X2AVIC_EXT, CPUID 0x8000000A ECX[6], which
+/proc/cpuinfo does not show; else read from the fact's ``dmesg.x2avic_max_vcpus``)
+refines APIC IDs above 511, ``qemu`` (version string
+or tuple) refines Hyper-V passthrough, and ``cpu.vendor`` (from the fact) says
+whether the host is AMD/Hygon at all: a plain ``{kernel, avic, x2avic}`` dict
+describes an AMD host.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -22,12 +26,23 @@ from ansible_collections.vfio.avic.plugins.module_utils.avic_findings import (
 from ansible_collections.vfio.avic.plugins.module_utils import avic_kernel
 
 XAPIC_MAX_VCPUS = 255
+# Highest guest APIC ID the AVIC physical ID table can hold (arch/x86/kvm/svm/avic.c and
+# arch/x86/include/asm/svm.h): xAPIC AVIC 0xFE (0xFF is broadcast), x2AVIC 0x1FF, and with
+# X2AVIC_EXT ("KVM: SVM: Add AVIC support for 4k vCPUs in x2AVIC mode", 6.19) 0xFFF. KVM
+# compares the vCPU id, which QEMU sets to the vCPU's APIC ID.
+AVIC_MAX_APIC_ID = 0xFE
+X2AVIC_MAX_APIC_ID = 0x1FF
+X2AVIC_EXT_MAX_APIC_ID = 0xFFF
 SEV_ES_POLICY_BIT = 0x4
 SEV_TYPES = ('sev', 'sev-snp')
 AMD_VENDORS = ('amd', 'hygon')
 HOST_CPU_MODES = ('host-passthrough', 'host-model', 'maximum')
 DISABLED_POLICIES = ('disable', 'forbid')
 REQUIRED_POLICIES = ('require', 'force')
+# QEMU's CPU feature versions of libvirt's policies: optional turns a feature on where the host
+# has it
+EXPOSING_POLICIES = REQUIRED_POLICIES + ('optional',)
+QEMU_HV_AVIC = (6, 2)  # QEMU's hv-avic ("i386: Implement pseudo 'hv-avic' ('hv-apicv') enlightenment")
 
 
 class DomainXMLError(ValueError):
@@ -89,6 +104,12 @@ def normalise_host(host):
     if nested is None and isinstance(host.get('kvm_amd'), dict):
         nested = (host['kvm_amd'].get('parameters') or {}).get('nested')
     vendor, vendor_id = host_vendor(host)
+    x2avic_ext = host.get('x2avic_ext')
+    if x2avic_ext is None and isinstance(host.get('dmesg'), dict):
+        # "x2AVIC enabled (max N vCPUs)" (6.19+): N is 4096 with X2AVIC_EXT, 512 without
+        max_vcpus = host['dmesg'].get('x2avic_max_vcpus')
+        if isinstance(max_vcpus, int):
+            x2avic_ext = max_vcpus > X2AVIC_MAX_APIC_ID + 1
     return {
         'vendor': vendor,
         'vendor_id': vendor_id,
@@ -98,7 +119,51 @@ def normalise_host(host):
         'avic': _bool(host['avic']),
         'x2avic': _bool(host['x2avic']),
         'nested': None if nested is None else _bool(nested),
+        'x2avic_ext': None if x2avic_ext is None else _bool(x2avic_ext),
+        'qemu': _qemu_version(host.get('qemu')),
     }
+
+
+def _qemu_version(value):
+    """(major, minor) of a QEMU version given as '7.2.0', (7, 2, 0) or similar; None when unknown."""
+    if isinstance(value, (tuple, list)) and len(value) >= 2:
+        try:
+            return int(value[0]), int(value[1])
+        except (TypeError, ValueError):
+            return None
+    if isinstance(value, str):
+        parts = value.strip().split('.')
+        if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
+            return int(parts[0]), int(parts[1])
+    return None
+
+
+def _bits(count):
+    """Bits QEMU gives a topology level of ``count`` members (apicid_bitwidth_for_count)."""
+    count = max(int(count), 1)
+    return (count - 1).bit_length()
+
+
+def topology_max_apic_id(sockets=1, dies=1, clusters=1, cores=1, threads=1):
+    """The highest APIC ID QEMU gives a guest of this topology: each level gets a power-of-two
+    field (include/hw/i386/topology.h), so 3 sockets of 72 cores reach 2 * 128 + 71 = 327."""
+    widths = [_bits(threads), _bits(cores), _bits(clusters), _bits(dies)]
+    last = [threads - 1, cores - 1, clusters - 1, dies - 1, sockets - 1]
+    apic_id, shift = 0, 0
+    for index, value in enumerate(last):
+        apic_id |= value << shift
+        if index < len(widths):
+            shift += widths[index]
+    return apic_id
+
+
+def max_apic_id(summary):
+    """The highest APIC ID of a domain summary: from <cpu><topology> when present, else
+    vCPUs - 1 (QEMU's default topologies number the vCPUs 0..N-1)."""
+    topology = summary.get('topology')
+    if topology:
+        return topology_max_apic_id(**topology)
+    return max(summary['vcpus'], 1) - 1
 
 
 def host_vendor(host):
@@ -135,10 +200,19 @@ def domain_summary(root):
     cpu = root.find('cpu')
     features = {}
     cpu_mode = None
+    topology = None
     if cpu is not None:
         cpu_mode = cpu.get('mode', 'custom')
         for feat in cpu.findall('feature'):
             features[feat.get('name')] = feat.get('policy', 'require')
+        topo = cpu.find('topology')
+        if topo is not None:
+            topology = {}
+            for key in ('sockets', 'dies', 'clusters', 'cores', 'threads'):
+                try:
+                    topology[key] = max(int(topo.get(key, '1')), 1)
+                except ValueError:
+                    topology[key] = 1
     hyperv = root.find('features/hyperv')
     hv = None
     if hyperv is not None:
@@ -158,7 +232,7 @@ def domain_summary(root):
     sev = None
     if launch is not None:
         sev = {'type': launch.get('type'), 'policy': parse_sev_policy(launch.findtext('policy'))}
-    return {
+    summary = {
         'name': root.findtext('name'),
         'type': root.get('type'),
         'cpu_mode': cpu_mode,
@@ -167,8 +241,11 @@ def domain_summary(root):
         'timers': timers,
         'ioapic_driver': ioapic.get('driver') if ioapic is not None else None,
         'vcpus': vcpus,
+        'topology': topology,
         'sev': sev,
     }
+    summary['max_apic_id'] = max_apic_id(summary)
+    return summary
 
 
 def _disabled(summary, name):
@@ -200,68 +277,176 @@ def _check_cpu_mode(s, host, out):
         ('.' if kvm else " once the domain is type='kvm'.")))
 
 
+def _version(host):
+    return host['kernel']['version']
+
+
+def _release(host):
+    return host['kernel']['release']
+
+
 def _check_x2apic(s, host, out):
     if _disabled(s, 'x2apic'):
         return
-    if s['vcpus'] > XAPIC_MAX_VCPUS:
+    if s['max_apic_id'] > AVIC_MAX_APIC_ID:
         return  # x2apic must stay: _check_vcpus reports too_many_vcpus where it matters
     caps = host['caps']
     if host['x2avic'] and caps['x2avic']:
         return
+    fix = ("Add <feature policy='disable' name='x2apic'/> to <cpu>, unless the guest needs APIC "
+           'IDs above 254.')
+    if _version(host) < avic_kernel.APICV_INHIBITS:
+        out.append(finding(
+            'x2apic_exposed', INFO,
+            'x2apic is not disabled in the guest CPU, but kernel %s (older than 5.6) has no X2APIC '
+            'inhibit: KVM with AVIC on removes x2apic from the guest CPUID itself (known, '
+            'svm_cpuid_update).' % _release(host),
+            'Nothing to change for this kernel; from 5.6 to 5.19: ' + fix))
+        return
     if not caps['x2avic']:
         severity = INHIBIT
-        why = ('kernel %s is older than 6.0, which inhibits AVIC for the whole VM when the guest '
-               'has x2apic (known)' % host['kernel']['release'])
+        why = ('kernel %s (5.6 to 5.19) inhibits AVIC for the whole VM when the guest CPUID has '
+               'x2apic (known, X2APIC; hybrid AVIC replaced it in 6.0)' % _release(host))
     else:
         severity = WARNING
         why = ('the host has no x2AVIC: kernel %s runs an x2APIC guest in a hybrid mode where its '
                'x2APIC register accesses (EOI, ICR) exit to KVM (known from the kernel source); how '
-               'much of the AVIC gain remains in that mode is unverified' % host['kernel']['release'])
+               'much of the AVIC gain remains in that mode is unverified' % _release(host))
     out.append(finding(
         'x2apic_exposed', severity,
         'x2apic is not disabled in the guest CPU (QEMU with KVM exposes it on every model) and %s.'
-        % why,
-        "Add <feature policy='disable' name='x2apic'/> to <cpu>, unless the guest needs more "
-        'than 255 vCPUs.'))
+        % why, fix))
+
+
+def svm_exposure(s):
+    """How svm reaches the guest CPUID: 'explicit' (a require/force/optional feature), 'host'
+    (host-passthrough/host-model/maximum), or None. QEMU turns svm off on every named CPU model
+    under KVM (kvm_default_props in target/i386/kvm/kvm-cpu.c: svm=off, from "target-i386:
+    Disable SVM by default in KVM mode"), so qemu64 (no <cpu>) and EPYC-* models lack it."""
+    policy = s['cpu_features'].get('svm')
+    if policy in DISABLED_POLICIES:
+        return None
+    if policy in EXPOSING_POLICIES:
+        return 'explicit'
+    if s['cpu_mode'] in HOST_CPU_MODES:
+        return 'host'
+    return None
 
 
 def _check_svm(s, host, out):
-    if _disabled(s, 'svm'):
+    exposure = svm_exposure(s)
+    if exposure is None:
         return
-    explicit = s['cpu_features'].get('svm') in REQUIRED_POLICIES
-    # Not only host CPUs carry svm: QEMU's default qemu64 and the EPYC models have it too; KVM
-    # passes it to the guest only while kvm_amd runs with nested=1.
     fix = "Add <feature policy='disable' name='svm'/> to <cpu> unless the guest runs its own VMs."
-    if host['nested'] is False and not explicit:
+    if exposure == 'explicit':
+        what = ('The guest CPU asks for svm explicitly (nested virtualisation: Windows VBS, WSL2 '
+                'and Sandbox need it)')
+        keep = ("Keep it if the guest runs its own VMs; else set <feature policy='disable' name='svm'/> "
+                'in <cpu>.')
+    else:
+        what = 'svm is not disabled in the guest CPU (the host CPU mode carries it)'
+        keep = fix
+    version, release = _version(host), _release(host)
+    if host['nested'] is False:
         out.append(finding(
             'svm_exposed', INFO,
-            'svm is not disabled in the guest CPU (host-passthrough, qemu64 and the EPYC models carry '
-            'it); the host runs kvm_amd with nested=0, so KVM does not expose it now (known), but '
-            'would after nested=1.', fix))
+            '%s; the host runs kvm_amd with nested=0, so KVM does not expose it and sets no NESTED '
+            'inhibit (known).' % what, keep))
         return
-    if host['caps']['nested_coexist']:
+    if version >= avic_kernel.NESTED_COEXIST:
+        out.append(finding(
+            'svm_exposed', INFO,
+            '%s: kernel %s inhibits AVIC only on a vCPU while that vCPU runs a nested guest (known, '
+            '"KVM: x86: SVM: allow AVIC to co-exist with a nested guest running", 5.19); '
+            'the rest of the time AVIC stays on.' % (what, release), keep))
+        return
+    if host['nested'] is None:
         out.append(finding(
             'svm_exposed', WARNING,
-            'svm is exposed to the guest: kernel %s lets AVIC coexist with nested guests (known), '
-            'but AVIC stays off while the guest runs its own nested guest.' % host['kernel']['release'],
-            fix))
-    else:
+            '%s: kernel %s is older than 5.19, where KVM inhibits AVIC for the whole VM when '
+            'kvm_amd runs with nested=1 and the guest CPUID has svm (known); whether nested=1 is '
+            'not known here.' % (what, release), keep))
+        return
+    if version < avic_kernel.APICV_INHIBITS:
         out.append(finding(
-            'svm_exposed', INHIBIT,
-            'svm is exposed to the guest: kernel %s is older than 5.19, where a nested-capable guest '
-            'inhibits AVIC (known).' % host['kernel']['release'], fix))
+            'svm_exposed', WARNING,
+            '%s and kvm_amd runs with nested=1: kernel %s (older than 5.6) has no NESTED inhibit, '
+            'so AVIC stays on while the guest runs nested guests, which KVM does not support '
+            'together before 5.19 (known).' % (what, release), keep))
+        return
+    out.append(finding(
+        'svm_exposed', INHIBIT,
+        '%s and kvm_amd runs with nested=1: kernel %s (5.6 to 5.18) inhibits AVIC for the whole '
+        'VM (known, NESTED, svm_vcpu_after_set_cpuid).' % (what, release), keep))
 
 
 def _check_pit(s, host, out):
     pit = s['timers'].get('pit')
-    if pit is not None and (pit.get('present') == 'no' or pit.get('tickpolicy') == 'discard'):
+    # present='no' does not remove the PIT: libvirt 9.0 still starts QEMU with
+    # -global kvm-pit.lost_tick_policy=delay for it (virsh domxml-to-native), and KVM's in-kernel
+    # irqchip comes with its PIT; only the tick policy decides.
+    if pit is not None and pit.get('tickpolicy') == 'discard':
         return
+    if s['ioapic_driver'] == 'qemu':
+        return  # split irqchip: QEMU's own PIT, no in-kernel PIT and so no PIT_REINJ
     what = "the PIT timer has tickpolicy=%r" % pit.get('tickpolicy') if pit and pit.get('tickpolicy') \
         else 'the PIT timer has no tickpolicy (the default reinjects missed ticks)'
     out.append(finding(
         'pit_reinject', INHIBIT,
         '%s: KVM inhibits AVIC while the in-kernel PIT is in reinject mode (known, PIT_REINJ).' % what,
-        "Set <timer name='pit' tickpolicy='discard'/> in <clock>."))
+        "Set <timer name='pit' tickpolicy='discard'/> in <clock> (present='no' does not remove "
+        "the in-kernel PIT)."))
+
+
+def synic_inhibits(host, avic_on):
+    """Whether a SynIC keeps AVIC off: before 5.15 always (activating SynIC inhibits AVIC
+    permanently), from 5.15 only without hv-avic (Windows then uses AutoEOI)."""
+    return _version(host) < avic_kernel.HYPERV_AUTOEOI or not avic_on
+
+
+def _check_hyperv_passthrough(hv, host, out):
+    avic_on = hv.get('avic', False)
+    release = _release(host)
+    fix = ("Use <hyperv mode='custom'> with the enlightenments listed and without <synic> and "
+           "<stimer>.")
+    if _version(host) < avic_kernel.HYPERV_AUTOEOI:
+        out.append(finding(
+            'hyperv_passthrough', INHIBIT,
+            "Hyper-V mode='passthrough' turns on every enlightenment the host offers, SynIC "
+            'included: kernel %s (older than 5.15) inhibits AVIC for the whole VM as soon as SynIC '
+            "is activated, <avic state='on'/> or not (known, HYPERV)." % release, fix))
+        return
+    if avic_on:
+        out.append(finding(
+            'hyperv_passthrough', INFO,
+            "Hyper-V mode='passthrough' with <avic state='on'/>: Windows is told not to use AutoEOI, "
+            'so SynIC does not inhibit AVIC on kernel %s (known). Passthrough guests cannot '
+            'migrate safely.' % release,
+            "Prefer <hyperv mode='custom'> with the enlightenments listed."))
+        return
+    qemu = host.get('qemu')
+    if qemu is not None and qemu >= QEMU_HV_AVIC:
+        out.append(finding(
+            'hyperv_passthrough', INFO,
+            "Hyper-V mode='passthrough' on kernel %s with QEMU %d.%d includes hv-avic (KVM reports "
+            'HV_DEPRECATING_AEOI_RECOMMENDED from 5.15), so Windows is told not to use AutoEOI and '
+            'SynIC does not inhibit AVIC (known). Passthrough guests cannot migrate safely.'
+            % ((release,) + qemu),
+            "Prefer <hyperv mode='custom'> with the enlightenments listed."))
+        return
+    if qemu is not None:
+        out.append(finding(
+            'hyperv_passthrough', INHIBIT,
+            "Hyper-V mode='passthrough' turns on SynIC, and QEMU %d.%d (older than 6.2) has no "
+            'hv-avic: Windows then uses AutoEOI, which inhibits AVIC for the whole VM (known, '
+            'HYPERV).' % qemu, fix + ' Or use QEMU 6.2 or later.'))
+        return
+    out.append(finding(
+        'hyperv_passthrough', WARNING,
+        "Hyper-V mode='passthrough' turns on SynIC: with QEMU 6.2 or later on kernel %s it also "
+        'turns on hv-avic, so AVIC stays on; with an older QEMU Windows uses AutoEOI, which '
+        'inhibits AVIC (known). The QEMU version is not known here.' % release,
+        "Add <avic state='on'/> to <hyperv> (libvirt >= 8.10), or use <hyperv mode='custom'>."))
 
 
 def _check_hyperv(s, host, out):
@@ -269,48 +454,45 @@ def _check_hyperv(s, host, out):
     if hv is None:
         return
     avic_on = hv.get('avic', False)
+    old = _version(host) < avic_kernel.HYPERV_AUTOEOI
     if hv.get('mode') == 'passthrough':
-        if avic_on:
+        _check_hyperv_passthrough(hv, host, out)
+    if hv.get('synic') and synic_inhibits(host, avic_on):
+        if old:
             out.append(finding(
-                'hyperv_passthrough', INFO,
-                "Hyper-V mode='passthrough' turns on every enlightenment the host offers, SynIC "
-                "included; <avic state='on'/> tells Windows not to use AutoEOI, so AVIC can stay on "
-                '(known). Passthrough guests cannot migrate safely.',
-                "Prefer <hyperv mode='custom'> with the enlightenments listed."))
+                'hyperv_synic', INHIBIT,
+                "Hyper-V SynIC is on: kernel %s (older than 5.15) inhibits AVIC for the whole VM as "
+                "soon as SynIC is activated, <avic state='on'/> or not (known, HYPERV; 5.15 limited it "
+                'to AutoEOI in use).' % _release(host),
+                'Remove <synic> and <stimer>, or use kernel 5.15 or later with <avic state=\'on\'/>.'))
         else:
             out.append(finding(
-                'hyperv_passthrough', INHIBIT,
-                "Hyper-V mode='passthrough' turns on every enlightenment the host offers, SynIC "
-                'included: Windows then uses AutoEOI, which inhibits AVIC for the whole VM (known, '
-                "HYPERV), unless <avic state='on'/> (hv-avic) is also given.",
-                "Use <hyperv mode='custom'> with the enlightenments listed and without <synic> and "
-                "<stimer>, or add <avic state='on'/> (libvirt >= 8.10)."))
-    if hv.get('synic') and not avic_on:
-        out.append(finding(
-            'hyperv_synic', INHIBIT,
-            'Hyper-V SynIC is on without <avic state=\'on\'/>: Windows then uses AutoEOI, which '
-            'inhibits AVIC for the whole VM (known, HYPERV).',
-            "Add <avic state='on'/> to <hyperv> (libvirt >= 8.10), or remove <synic> and <stimer>."))
-    if hv.get('stimer') and not avic_on:
+                'hyperv_synic', INHIBIT,
+                'Hyper-V SynIC is on without <avic state=\'on\'/>: Windows then uses AutoEOI, which '
+                'inhibits AVIC for the whole VM (known, HYPERV).',
+                "Add <avic state='on'/> to <hyperv> (libvirt >= 8.10), or remove <synic> and <stimer>."))
+    if hv.get('stimer') and synic_inhibits(host, avic_on):
         out.append(finding(
             'hyperv_stimer', WARNING,
-            'Hyper-V stimer is on: it needs SynIC, which inhibits AVIC without <avic state=\'on\'/> '
-            '(known).',
-            "Keep it with <avic state='on'/>, or remove <stimer> together with <synic>."))
-    if hv.get('vapic'):
-        severity = WARNING if host['avic'] else INFO
+            'Hyper-V stimer is on: it needs SynIC, which inhibits AVIC %s (known).'
+            % ('on kernel %s (older than 5.15)' % _release(host) if old
+               else "without <avic state='on'/>"),
+            'Remove <stimer> together with <synic>.' if old
+            else "Keep it with <avic state='on'/>, or remove <stimer> together with <synic>."))
+    if hv.get('vapic') and not avic_on:
         out.append(finding(
-            'hyperv_vapic', severity,
-            'Hyper-V vapic is on: the paravirtual EOI duplicates what AVIC does in hardware and costs '
-            'exits (reported). Some guests with IOMMU AVIC are reported to need it.',
-            "Set <vapic state='off'/> where AVIC is active."))
-    on = [name for name in ('tlbflush', 'ipi') if hv.get(name)]
-    if on:
+            'hyperv_vapic', INFO,
+            'Hyper-V vapic is on: no inhibit reason involves it (known), but QEMU then recommends '
+            "Windows the MSR-based EOI and ICR (HV_APIC_ACCESS_RECOMMENDED), each an exit where AVIC "
+            "could accelerate the access (reported); hv-avic (<avic state='on'/>) withdraws that "
+            'recommendation. Some guests with IOMMU AVIC are reported to need vapic.',
+            "Set <vapic state='off'/>, or add <avic state='on'/>."))
+    if hv.get('ipi'):
         out.append(finding(
             'hyperv_tlbflush_ipi', INFO,
-            'Hyper-V %s %s on: reported to interfere with AVIC, not confirmed.'
-            % (' and '.join(on), 'is' if len(on) == 1 else 'are'),
-            'Compare with and without them if AVIC seems inactive; nothing to change by default.'))
+            'Hyper-V ipi is on: no inhibit reason involves it (known); Windows then sends IPIs as '
+            'hypercalls, each an exit, where AVIC could deliver them without one (reported).',
+            'Compare with and without <ipi> if interrupts seem slow; nothing to change by default.'))
     if s['timers'].get('hypervclock', {}).get('present') != 'yes':
         out.append(finding(
             'hypervclock_missing', WARNING,
@@ -335,15 +517,44 @@ def _check_irqchip(s, host, out):
         "Add <ioapic driver='qemu'/> to <features>, or use kernel 5.6 or later."))
 
 
+def apic_id_limit(host):
+    """(highest APIC ID AVIC can address on this host, whether that depends on X2AVIC_EXT that
+    the facts do not show)."""
+    if not (host['x2avic'] and host['caps']['x2avic']):
+        return AVIC_MAX_APIC_ID, False
+    if _version(host) >= avic_kernel.X2AVIC_EXT and host['x2avic_ext'] is not False:
+        return X2AVIC_EXT_MAX_APIC_ID, host['x2avic_ext'] is None
+    return X2AVIC_MAX_APIC_ID, False
+
+
 def _check_vcpus(s, host, out):
-    if s['vcpus'] <= XAPIC_MAX_VCPUS or (host['x2avic'] and host['caps']['x2avic']):
+    top = s['max_apic_id']
+    limit, ext_unknown = apic_id_limit(host)
+    if top <= AVIC_MAX_APIC_ID or (top <= limit and not ext_unknown) \
+            or (ext_unknown and top <= X2AVIC_MAX_APIC_ID):
         return
-    out.append(finding(
-        'too_many_vcpus', INHIBIT,
-        'The guest has %d vCPUs: xAPIC AVIC tables hold APIC IDs 0-254 only, so more need x2AVIC '
-        '(Zen 4 or later, kernel >= 6.0) (known). x2apic must stay in its CPU: QEMU refuses APIC '
-        'IDs above 254 without x2APIC.' % s['vcpus'],
-        'Use at most 255 vCPUs, or run the guest on an x2AVIC host.'))
+    what = ('The guest has %d vCPUs with APIC IDs up to %d (QEMU gives each topology level a '
+            'power-of-two field)' % (s['vcpus'], top)) if top != s['vcpus'] - 1 \
+        else 'The guest has %d vCPUs (APIC IDs up to %d)' % (s['vcpus'], top)
+    limits = ('xAPIC AVIC holds APIC IDs 0-254, x2AVIC (Zen 4 or later, kernel >= 6.0) 0-511, '
+              '0-4095 only with X2AVIC_EXT on kernel 6.19 or later (known)')
+    keep = ' x2apic must stay in its CPU: an xAPIC addresses APIC IDs 0-254 only.'
+    fix = ('Use a topology whose highest APIC ID fits (fewer sockets or cores, powers of two), '
+           'or run the guest on a host whose AVIC holds it.')
+    if ext_unknown and top <= X2AVIC_EXT_MAX_APIC_ID:
+        out.append(finding(
+            'too_many_vcpus', WARNING,
+            '%s: %s. Whether this CPU has X2AVIC_EXT (CPUID 0x8000000A ECX bit 6, not shown in '
+            '/proc/cpuinfo) is not known here; without it kernel %s inhibits AVIC for the VM '
+            '(PHYSICAL_ID_TOO_BIG).%s' % (what, limits, _release(host), keep), fix))
+        return
+    if _version(host) >= avic_kernel.PHYSICAL_ID_TOO_BIG:
+        why = ('kernel %s inhibits AVIC for the whole VM (known, PHYSICAL_ID_TOO_BIG, "KVM: SVM: '
+               'Inhibit AVIC if ID is too big instead of rejecting vCPU creation", 6.17)' % _release(host))
+    else:
+        why = ('kernel %s (older than 6.17) refuses to create such a vCPU while kvm_amd runs with '
+               'avic=1, so the guest does not start (known, avic_init_backing_page)' % _release(host))
+    out.append(finding('too_many_vcpus', INHIBIT, '%s: %s; %s.%s' % (what, limits, why, keep), fix))
 
 
 def _check_sev(s, host, out):
@@ -356,6 +567,14 @@ def _check_sev(s, host, out):
         kind = 'SEV-ES'
     else:
         kind = 'SEV'
+    if _version(host) < avic_kernel.SEV_INHIBIT:
+        out.append(finding(
+            'sev_guest', WARNING,
+            '%s guest: kernel %s is older than 5.19, which has no SEV inhibit: KVM does not keep '
+            'AVIC off for it, although AVIC does not support encrypted guests there (known, "KVM: '
+            'SVM: Do not activate AVIC for SEV-enabled guest", 5.19).' % (kind, _release(host)),
+            'None in the XML: use kernel 5.19 or later, which keeps AVIC off for SEV guests.'))
+        return
     out.append(finding(
         'sev_guest', INHIBIT,
         '%s guest: KVM sets the SEV inhibit when it initialises any SEV guest, plain SEV, SEV-ES or '
@@ -386,11 +605,15 @@ def audit_domain(xml_text, host, name=None):
 
     On a host whose CPU is not AMD/Hygon the only finding is ``not_amd`` (info).
     """
-    root = parse_domain(xml_text, name)
+    return audit_summary(domain_summary(parse_domain(xml_text, name)), host)
+
+
+def audit_summary(summary, host):
+    """Findings of every rule for a guest model (domain_summary(), or the same keys built from a
+    QEMU command line or a Proxmox VE config): the one place the rules run."""
     norm = normalise_host(host)
     if not norm['amd']:
         return [not_amd_finding(norm)]
-    summary = domain_summary(root)
     out = []
     for rule in RULES:
         rule(summary, norm, out)

@@ -21,7 +21,8 @@ import io
 import re
 import xml.etree.ElementTree as ET
 
-from ansible_collections.vfio.avic.plugins.module_utils import avic_domain
+from ansible_collections.vfio.avic.plugins.module_utils import avic_domain, avic_kernel
+from ansible_collections.vfio.avic.plugins.module_utils.avic_findings import INFO, INHIBIT, WARNING
 
 CHOICES = {
     'x2apic': ('auto', 'disable', 'keep'),
@@ -53,7 +54,8 @@ class FixOptionError(ValueError):
 
 
 class HvAvicUnsupported(FixOptionError):
-    """hyperv=avic was asked for, but this libvirt/QEMU cannot set <avic state='on'/>."""
+    """hyperv=avic was asked for, but this libvirt/QEMU cannot set <avic state='on'/>, or this
+    kernel (older than 5.15) inhibits AVIC for any SynIC whatever it says."""
 
 
 def _triple(match):
@@ -264,18 +266,36 @@ def _hv_remove(hyperv, tag):
     return True
 
 
-def _fix_hyperv(root, ids, opts, caps, changes, notes):
+def _fix_hyperv(root, ids, severities, host, opts, caps, changes, notes):
     hyperv = root.find('features/hyperv')
     if hyperv is None:
         return
-    avic_el = hyperv.find('avic')
-    if 'hyperv_passthrough' in ids and (avic_el is None or avic_el.get('state', 'on') != 'on'):
-        notes.append("hyperv: mode='passthrough' is left as it is (its enlightenments are whatever "
-                     "the host offers): use mode='custom' without synic and stimer, or add "
-                     "<avic state='on'/>, to keep AVIC")
+    release = host['kernel']['release']
+    old_kernel = host['kernel']['version'] < avic_kernel.HYPERV_AUTOEOI
+    if severities.get('hyperv_passthrough') in (INHIBIT, WARNING):
+        if old_kernel:
+            notes.append("hyperv: mode='passthrough' is left as it is (its enlightenments are whatever "
+                         "the host offers): kernel %s (older than 5.15) inhibits AVIC for its SynIC; "
+                         "use mode='custom' without synic and stimer to keep AVIC" % release)
+        else:
+            notes.append("hyperv: mode='passthrough' is left as it is (its enlightenments are whatever "
+                         "the host offers): add <avic state='on'/> (or use QEMU 6.2 or later), or use "
+                         "mode='custom' without synic and stimer, to keep AVIC")
     strategy = opts['hyperv']
+    synic_ids = {'hyperv_synic', 'hyperv_stimer'} & ids
+    if strategy == 'avic' and old_kernel and synic_ids:
+        raise HvAvicUnsupported(
+            "hyperv: avic cannot keep AVIC on kernel %s: before 5.15 KVM inhibits AVIC as soon as "
+            "SynIC is activated, whatever <avic state='on'/> says. Use hyperv: remove (or auto) to "
+            'drop SynIC and stimer, or kernel 5.15 or later; nothing was changed.' % release)
+    if strategy == 'auto' and old_kernel:
+        strategy = 'remove'
+        if synic_ids:
+            notes.append("hyperv: kernel %s (older than 5.15) inhibits AVIC as soon as SynIC is "
+                         "activated, whatever <avic state='on'/> says: SynIC and stimer are removed"
+                         % release)
     if strategy == 'avic' and caps.get('hv_avic') is False \
-            and {'hyperv_synic', 'hyperv_stimer'} & ids:
+            and synic_ids:
         raise HvAvicUnsupported(
             "hyperv: avic needs <avic state='on'/>, which this host cannot use: %s (libvirt %s, "
             "QEMU %s; it needs libvirt >= %d.%d and QEMU >= %d.%d). Use hyperv: remove (or auto) to "
@@ -308,6 +328,16 @@ def _fix_hyperv(root, ids, opts, caps, changes, notes):
             changes.append("cpu: <feature policy='require' name='invtsc'/>")
 
 
+def audit_host(host, caps):
+    """``host`` with the QEMU version of ``caps`` (hv_avic_caps()) when the host facts do not name
+    one: the audit uses it for Hyper-V passthrough. Audit a domain with this host wherever the
+    caps are known, so that every audit of it agrees with fix_domain()."""
+    qemu = (caps or {}).get('qemu')
+    if isinstance(host, dict) and host.get('qemu') is None and qemu and qemu != 'unknown':
+        return dict(host, qemu=qemu)
+    return host
+
+
 def fix_domain(xml_text, host, options=None, caps=None, name=None):
     """Return {xml, changed, changes, notes, findings_before, findings_after}.
 
@@ -325,8 +355,10 @@ def fix_domain(xml_text, host, options=None, caps=None, name=None):
     options = dict(options or {})
     nested = bool(options.pop('nested', False))
     opts = check_options(options)
+    host = audit_host(host, caps)
     before = avic_domain.audit_domain(xml_text, host, name)
-    if not avic_domain.normalise_host(host)['amd']:
+    norm = avic_domain.normalise_host(host)
+    if not norm['amd']:
         return {'xml': xml_text, 'changed': False, 'changes': [],
                 'notes': ['the host CPU is not AMD/Hygon: AVIC does not apply, the domain is left '
                           'as it is'],
@@ -335,7 +367,7 @@ def fix_domain(xml_text, host, options=None, caps=None, name=None):
     for _pass in range(3):
         step_changes, step_notes = [], []
         root = _parse(current, name)
-        _apply(root, findings, opts, caps or {}, nested, step_changes, step_notes)
+        _apply(root, findings, norm, opts, caps or {}, nested, step_changes, step_notes)
         notes.extend(n for n in step_notes if n not in notes)
         if not step_changes:
             break
@@ -346,15 +378,10 @@ def fix_domain(xml_text, host, options=None, caps=None, name=None):
             'findings_before': before, 'findings_after': findings}
 
 
-def _vcpus(root):
-    try:
-        return int((root.findtext('vcpu') or '1').strip())
-    except ValueError:
-        return 1
-
-
-def _apply(root, findings, opts, caps, nested, changes, notes):
+def _apply(root, findings, host, opts, caps, nested, changes, notes):
     ids = set(f['id'] for f in findings)
+    severities = dict((f['id'], f['severity']) for f in findings)
+    acting = (INHIBIT, WARNING)
     kvm = root.get('type') == 'kvm'
     host_cpu = _host_cpu_allowed(root, opts)
     if 'cpu_mode_not_host' in ids and opts['cpu_mode'] == 'auto':
@@ -368,23 +395,25 @@ def _apply(root, findings, opts, caps, nested, changes, notes):
         else:
             notes.append("cpu_mode: kept, the domain is type=%r, not 'kvm': QEMU TCG cannot run the "
                          'host CPU model (host-passthrough/host-model)' % root.get('type'))
-    vcpus = _vcpus(root)
-    if vcpus > avic_domain.XAPIC_MAX_VCPUS and opts['x2apic'] in ('auto', 'disable') \
+    summary = avic_domain.domain_summary(root)
+    top = summary['max_apic_id']
+    if top > avic_domain.AVIC_MAX_APIC_ID and opts['x2apic'] in ('auto', 'disable') \
             and root.find("cpu/feature[@name='x2apic']") is None:
         if opts['x2apic'] == 'disable' or 'too_many_vcpus' in ids:
-            notes.append('x2apic: kept, the guest has %d vCPUs and QEMU refuses APIC IDs above 254 '
-                         'without x2APIC (too_many_vcpus: AVIC for it needs an x2AVIC host)' % vcpus)
-    elif 'x2apic_exposed' in ids and opts['x2apic'] in ('auto', 'disable'):
+            notes.append('x2apic: kept, the guest has %d vCPUs with APIC IDs up to %d and an xAPIC '
+                         'addresses 0-254 only (too_many_vcpus: AVIC for it needs an x2AVIC host)'
+                         % (summary['vcpus'], top))
+    elif 'x2apic_exposed' in ids and (opts['x2apic'] == 'disable' or (
+            opts['x2apic'] == 'auto' and severities['x2apic_exposed'] in acting)):
         if _feature(root, 'x2apic', 'disable', host_cpu):
             changes.append("cpu: <feature policy='disable' name='x2apic'/>")
-    if 'svm_exposed' in ids and not nested and opts['svm'] in ('auto', 'disable'):
-        if _feature(root, 'svm', 'disable', host_cpu):
-            changes.append("cpu: <feature policy='disable' name='svm'/>")
+    if 'svm_exposed' in ids and not nested:
+        _fix_svm(root, summary, severities['svm_exposed'], host, opts, host_cpu, changes, notes)
     if 'pit_reinject' in ids and opts['pit'] == 'auto':
         timer = _timer(root, 'pit')
         timer.set('tickpolicy', 'discard')
         changes.append("clock: <timer name='pit' tickpolicy='discard'/>")
-    _fix_hyperv(root, ids, opts, caps, changes, notes)
+    _fix_hyperv(root, ids, severities, host, opts, caps, changes, notes)
     ioapic_wanted = opts['ioapic'] == 'qemu' or ('split_irqchip_required' in ids and opts['ioapic'] == 'auto')
     if ioapic_wanted:
         features = _child(root, 'features', before=('cpu', 'clock', 'on_poweroff', 'devices'))
@@ -392,3 +421,30 @@ def _apply(root, findings, opts, caps, nested, changes, notes):
         if ioapic.get('driver') != 'qemu':
             ioapic.set('driver', 'qemu')
             changes.append("features: <ioapic driver='qemu'/> (split irqchip)")
+
+
+def _fix_svm(root, summary, severity, host, opts, host_cpu, changes, notes):
+    """svm: disable turns it off; auto only where it keeps AVIC off (an inhibit, or a warning for
+    svm the host CPU mode brings in), never an explicit svm feature that does not inhibit."""
+    explicit = avic_domain.svm_exposure(summary) == 'explicit'
+    if opts['svm'] == 'disable' or (opts['svm'] == 'auto' and (
+            severity == INHIBIT or (severity == WARNING and not explicit))):
+        if _feature(root, 'svm', 'disable', host_cpu):
+            changes.append("cpu: <feature policy='disable' name='svm'/>")
+            if explicit:
+                notes.append('svm: the explicit svm feature is disabled because it inhibits AVIC on '
+                             'kernel %s: the guest loses nested virtualisation (Windows VBS, WSL2, '
+                             'Sandbox); set nested: true to keep it' % host['kernel']['release'])
+        return
+    if opts['svm'] != 'auto':
+        return
+    if explicit:
+        notes.append('svm: kept, the guest asks for it (nested virtualisation) and on kernel %s it %s'
+                     % (host['kernel']['release'],
+                        'does not inhibit AVIC' if severity == INFO
+                        else 'may keep AVIC off (see svm_exposed); set svm: disable to drop it'))
+    else:
+        notes.append('svm: kept, on kernel %s it does not keep AVIC off (%s)'
+                     % (host['kernel']['release'],
+                        'kvm_amd nested=0' if host['nested'] is False
+                        else 'AVIC is off only on a vCPU while it runs a nested guest'))

@@ -28,16 +28,22 @@ EXPECTED = {
     'invtsc_missing.xml': (['invtsc_missing'], ['invtsc_missing']),
     'split_irqchip.xml': ([], []),
     'cpu_mode_custom.xml': (['cpu_mode_not_host'], ['cpu_mode_not_host']),
-    'cpu_missing.xml': (['cpu_mode_not_host', 'svm_exposed', 'x2apic_exposed'],
-                        ['cpu_mode_not_host', 'svm_exposed']),
+    'cpu_missing.xml': (['cpu_mode_not_host', 'x2apic_exposed'], ['cpu_mode_not_host']),
     'too_many_vcpus.xml': (['too_many_vcpus'], []),
     'sev_es_guest.xml': (['sev_guest'], ['sev_guest']),
     'sev_guest_plain.xml': (['sev_guest'], ['sev_guest']),
     'sev_snp_guest.xml': (['sev_guest'], ['sev_guest']),
     'not_kvm.xml': (['domain_not_kvm'], ['domain_not_kvm']),
-    'not_kvm_cpu_missing.xml': (['cpu_mode_not_host', 'domain_not_kvm', 'svm_exposed', 'x2apic_exposed'],
-                                ['cpu_mode_not_host', 'domain_not_kvm', 'svm_exposed']),
+    'not_kvm_cpu_missing.xml': (['cpu_mode_not_host', 'domain_not_kvm', 'x2apic_exposed'],
+                                ['cpu_mode_not_host', 'domain_not_kvm']),
     'hyperv_passthrough.xml': (['hyperv_passthrough'], ['hyperv_passthrough']),
+    'hyperv_passthrough_hv_avic.xml': (['hyperv_passthrough'], ['hyperv_passthrough']),
+    'cpu_named_model.xml': (['cpu_mode_not_host'], ['cpu_mode_not_host']),
+    'svm_required_named_model.xml': (['cpu_mode_not_host', 'svm_exposed'], ['cpu_mode_not_host', 'svm_exposed']),
+    'pit_split_irqchip.xml': ([], []),
+    'pit_not_present.xml': (['pit_reinject'], ['pit_reinject']),
+    'topology_3_sockets.xml': (['too_many_vcpus'], []),
+    'topology_640_vcpus.xml': (['too_many_vcpus'], ['too_many_vcpus']),
 }
 
 
@@ -62,12 +68,30 @@ def test_x2apic_is_inhibit_before_6_0_and_warning_after(domain_xml):
     assert _severity(xml, ZEN3_61, 'x2apic_exposed') == ['warning']
 
 
-def test_svm_is_inhibit_before_5_19_warning_after_info_with_nested_off(domain_xml):
+def host(kernel, **more):
+    """An AMD host with AVIC on; x2avic and nested as given (nested unknown by default)."""
+    return dict({'kernel': kernel, 'avic': True, 'x2avic': False}, **more)
+
+
+@pytest.mark.parametrize('kernel, nested, severity', [
+    ('5.5.19', True, 'warning'),     # no NESTED inhibit before 5.6: AVIC stays on, unsupported
+    ('5.6.0', True, 'inhibit'),      # svm_vcpu_after_set_cpuid: nested=1 and SVM in CPUID
+    ('5.18.19', True, 'inhibit'),
+    ('5.18.19', None, 'warning'),    # nested not known
+    ('5.18.19', False, 'info'),      # nested=0: KVM exposes no SVM, no inhibit
+    ('5.19.0', True, 'info'),        # per vCPU, only while it runs L2
+    ('6.1.0-26-amd64', True, 'info'),
+])
+def test_svm_inhibits_only_before_5_19_with_nested_on(domain_xml, kernel, nested, severity):
     xml = domain_xml('svm_exposed.xml')
-    assert _severity(xml, OLD_54, 'svm_exposed') == ['inhibit']
-    assert _severity(xml, ZEN3_61, 'svm_exposed') == ['warning']
-    host = dict(ZEN3_61, kvm_amd={'loaded': True, 'parameters': {'nested': '0'}})
-    assert _severity(xml, host, 'svm_exposed') == ['info']
+    assert _severity(xml, host(kernel, nested=nested), 'svm_exposed') == [severity]
+
+
+def test_svm_message_says_per_vcpu_from_5_19(domain_xml):
+    message = _message(domain_xml('svm_exposed.xml'), host('5.19.0', nested=True), 'svm_exposed')[0]
+    assert 'only on a vCPU while that vCPU runs a nested guest' in message and '5.19' in message
+    older = _message(domain_xml('svm_exposed.xml'), host('5.18.0', nested=True), 'svm_exposed')[0]
+    assert 'whole VM' in older
 
 
 def test_old_kernel_needs_split_irqchip(domain_xml):
@@ -159,28 +183,140 @@ def test_sev_policy_parser():
     assert avic_domain.parse_sev_policy('zz') is None
 
 
-def test_svm_is_exposed_without_cpu_or_with_a_named_model(domain_xml):
-    """qemu64 (no <cpu>) and the EPYC models carry svm: the rule is the same as host-passthrough."""
-    no_cpu = domain_xml('cpu_missing.xml')
-    named = domain_xml('cpu_mode_custom.xml').replace("    <feature policy='disable' name='svm'/>\n", '')
-    assert "name='svm'" not in named and 'EPYC' in named
-    for xml in (no_cpu, named):
-        assert _severity(xml, OLD_54, 'svm_exposed') == ['inhibit']
-        assert _severity(xml, ZEN3_61, 'svm_exposed') == ['warning']
-        assert _severity(xml, dict(ZEN3_61, nested=False), 'svm_exposed') == ['info']
-        assert _severity(xml, dict(ZEN3_61, nested=True), 'svm_exposed') == ['warning']
-    assert _severity(domain_xml('cpu_mode_custom.xml'), ZEN3_61, 'svm_exposed') == []
+def test_named_models_and_qemu64_carry_no_svm_under_kvm(domain_xml):
+    """QEMU's kvm_default_props sets svm=off on every named model: only host CPU modes or an
+    explicit feature bring svm into the guest."""
+    named = domain_xml('cpu_named_model.xml')
+    assert "name='svm'" not in named and 'EPYC-Rome' in named
+    for xml in (domain_xml('cpu_missing.xml'), named):
+        for h in (host('5.4.0', nested=True), host('5.18.0', nested=True), host('6.1.0'), ZEN4_68):
+            assert _severity(xml, h, 'svm_exposed') == [], h
+    required = domain_xml('svm_required_named_model.xml')
+    assert _severity(required, host('5.18.0', nested=True), 'svm_exposed') == ['inhibit']
+    assert _severity(required, host('5.19.0', nested=True), 'svm_exposed') == ['info']
+    assert 'Windows VBS, WSL2' in _message(required, host('5.19.0'), 'svm_exposed')[0]
+    optional = required.replace("policy='require' name='svm'", "policy='optional' name='svm'")
+    assert _severity(optional, host('5.18.0', nested=True), 'svm_exposed') == ['inhibit']
 
 
-def test_hyperv_passthrough_is_an_inhibit_unless_hv_avic(domain_xml):
+@pytest.mark.parametrize('kernel, qemu, severity', [
+    ('5.14.21', '7.2.0', 'inhibit'),   # SynIC activation inhibits before 5.15, hv-avic or not
+    ('5.15.0', '6.2.0', 'info'),       # passthrough includes hv-avic (HV_DEPRECATING_AEOI_RECOMMENDED)
+    ('5.15.0', '6.1.1', 'inhibit'),    # no hv-avic in QEMU before 6.2
+    ('5.15.0', None, 'warning'),       # QEMU not known
+])
+def test_hyperv_passthrough_by_kernel_and_qemu(domain_xml, kernel, qemu, severity):
     xml = domain_xml('hyperv_passthrough.xml')
-    assert _severity(xml, ZEN3_61, 'hyperv_passthrough') == ['inhibit']
-    assert 'SynIC' in _message(xml, ZEN3_61, 'hyperv_passthrough')[0]
-    with_avic = xml.replace("<hyperv mode='passthrough'/>",
-                            "<hyperv mode='passthrough'>\n      <avic state='on'/>\n    </hyperv>")
-    assert with_avic != xml
-    assert _severity(with_avic, ZEN3_61, 'hyperv_passthrough') == ['info']
-    assert avic_domain.verdict(avic_domain.audit_domain(with_avic, ZEN3_61)) == 'ready'
+    h = host(kernel, qemu=qemu) if qemu else host(kernel)
+    assert _severity(xml, h, 'hyperv_passthrough') == [severity]
+
+
+def test_hyperv_passthrough_with_avic_on_is_no_inhibit_from_5_15(domain_xml):
+    xml = domain_xml('hyperv_passthrough_hv_avic.xml')
+    for h in (host('5.15.0'), ZEN3_61, ZEN4_68):
+        assert _severity(xml, h, 'hyperv_passthrough') == ['info']
+        assert avic_domain.verdict(avic_domain.audit_domain(xml, h)) == 'ready'
+    assert _severity(xml, host('5.14.0'), 'hyperv_passthrough') == ['inhibit']
+    assert 'SynIC' in _message(domain_xml('hyperv_passthrough.xml'), host('5.15.0'), 'hyperv_passthrough')[0]
+
+
+@pytest.mark.parametrize('kernel, ids', [
+    ('5.14.21', ['hyperv_stimer', 'hyperv_synic']),
+    ('5.15.0', []),
+])
+def test_synic_with_hv_avic_inhibits_before_5_15(domain_xml, kernel, ids):
+    xml = domain_xml('clean_windows_hv_avic.xml')
+    assert "<avic state='on'/>" in xml
+    assert audit_ids(xml, host(kernel)) == ids
+    if ids:
+        assert 'whatever' in _message(xml, host(kernel), 'hyperv_synic')[0] or \
+            'or not' in _message(xml, host(kernel), 'hyperv_synic')[0]
+
+
+def test_vapic_and_ipi_are_info_and_vapic_is_nothing_with_hv_avic(domain_xml):
+    for h in (ZEN3_61, ZEN4_68, dict(ZEN3_61, avic=False)):
+        assert _severity(domain_xml('hyperv_vapic.xml'), h, 'hyperv_vapic') == ['info']
+        assert _severity(domain_xml('hyperv_tlbflush_ipi.xml'), h, 'hyperv_tlbflush_ipi') == ['info']
+    with_avic = domain_xml('hyperv_vapic.xml').replace('</hyperv>', "  <avic state='on'/>\n    </hyperv>")
+    assert "<avic state='on'/>" in with_avic
+    assert _severity(with_avic, ZEN3_61, 'hyperv_vapic') == []
+    assert 'hypercalls' in _message(domain_xml('hyperv_tlbflush_ipi.xml'), ZEN3_61, 'hyperv_tlbflush_ipi')[0]
+    tlbflush_only = domain_xml('hyperv_tlbflush_ipi.xml').replace("      <ipi state='on'/>\n", '')
+    assert "<ipi " not in tlbflush_only
+    assert _severity(tlbflush_only, ZEN3_61, 'hyperv_tlbflush_ipi') == []
+
+
+def test_split_irqchip_has_no_in_kernel_pit_but_pit_present_no_keeps_it(domain_xml):
+    split = domain_xml('pit_split_irqchip.xml')
+    assert "<ioapic driver='qemu'/>" in split and "tickpolicy='delay'" in split
+    in_kernel = split.replace("    <ioapic driver='qemu'/>\n", '')
+    for h in (ZEN3_61, ZEN4_68):
+        assert _severity(split, h, 'pit_reinject') == []
+        assert _severity(in_kernel, h, 'pit_reinject') == ['inhibit']
+        # libvirt starts QEMU with kvm-pit.lost_tick_policy=delay for present='no' (test_avic_qemu)
+        assert _severity(domain_xml('pit_not_present.xml'), h, 'pit_reinject') == ['inhibit']
+
+
+@pytest.mark.parametrize('kernel, severity', [
+    ('5.18.19', 'warning'),   # no SEV inhibit before 5.19
+    ('5.19.0', 'inhibit'),
+])
+def test_sev_inhibit_from_5_19(domain_xml, kernel, severity):
+    for name in ('sev_guest_plain.xml', 'sev_es_guest.xml'):
+        assert _severity(domain_xml(name), host(kernel), 'sev_guest') == [severity]
+    if severity == 'warning':
+        assert 'no SEV inhibit' in _message(domain_xml('sev_es_guest.xml'), host(kernel), 'sev_guest')[0]
+
+
+@pytest.mark.parametrize('kernel, x2avic, severity', [
+    ('5.5.19', False, 'info'),       # KVM with AVIC on hides x2apic itself
+    ('5.6.0', False, 'inhibit'),
+    ('5.19.17', True, 'inhibit'),    # VM-wide X2APIC inhibit up to 5.19, x2AVIC or not
+    ('6.0.0', True, None),           # x2AVIC
+    ('6.0.0', False, 'warning'),     # hybrid mode
+])
+def test_x2apic_by_kernel(domain_xml, kernel, x2avic, severity):
+    xml = domain_xml('x2apic_exposed.xml')
+    expected = [severity] if severity else []
+    assert _severity(xml, host(kernel, x2avic=x2avic), 'x2apic_exposed') == expected
+
+
+def test_apic_ids_come_from_the_topology():
+    assert avic_domain.topology_max_apic_id(sockets=3, cores=72) == 327
+    assert avic_domain.topology_max_apic_id(sockets=1, cores=144, threads=2) == 287
+    assert avic_domain.topology_max_apic_id(sockets=5, cores=64, threads=2) == 639
+    assert avic_domain.topology_max_apic_id(sockets=2, dies=2, cores=6, threads=2) == 0b1_1_101_1
+    assert avic_domain.topology_max_apic_id() == 0
+
+
+@pytest.mark.parametrize('kernel, x2avic, severity, words', [
+    ('6.16.12', False, 'inhibit', 'does not start'),
+    ('6.17.0', False, 'inhibit', 'PHYSICAL_ID_TOO_BIG'),
+    ('6.16.12', True, None, ''),     # 327 fits x2AVIC's 0-511
+])
+def test_three_sockets_of_72_cores_reach_apic_id_327(domain_xml, kernel, x2avic, severity, words):
+    xml = domain_xml('topology_3_sockets.xml')
+    found = avic_domain.audit_domain(xml, host(kernel, x2avic=x2avic))
+    assert 'x2apic_exposed' not in [f['id'] for f in found], 'x2apic must stay for IDs above 254'
+    assert [f['severity'] for f in found if f['id'] == 'too_many_vcpus'] == ([severity] if severity else [])
+    if severity:
+        message = _message(xml, host(kernel, x2avic=x2avic), 'too_many_vcpus')[0]
+        assert '216 vCPUs with APIC IDs up to 327' in message and words in message
+
+
+@pytest.mark.parametrize('kernel, ext, severity, words', [
+    ('6.16.12', None, 'inhibit', 'does not start'),
+    ('6.18.2', None, 'inhibit', 'PHYSICAL_ID_TOO_BIG'),
+    ('6.19.0', None, 'warning', 'X2AVIC_EXT'),
+    ('6.19.0', True, None, ''),
+    ('6.19.0', False, 'inhibit', 'PHYSICAL_ID_TOO_BIG'),
+])
+def test_apic_ids_above_511_need_x2avic_ext_on_6_19(domain_xml, kernel, ext, severity, words):
+    xml = domain_xml('topology_640_vcpus.xml')
+    h = host(kernel, x2avic=True, x2avic_ext=ext)
+    assert _severity(xml, h, 'too_many_vcpus') == ([severity] if severity else [])
+    if severity:
+        assert words in _message(xml, h, 'too_many_vcpus')[0]
 
 
 def test_cpu_mode_and_hybrid_x2apic_messages_say_how_sure_they_are(domain_xml):
@@ -224,3 +360,13 @@ def test_vendor_decides_only_when_the_facts_know_it(domain_xml, cpuinfo):
         assert audit_ids(xml, dict(ZEN3_61, cpu=cpu)) == ['x2apic_exposed'], cpu
     other = {'vendor': 'unknown', 'vendor_id': 'CentaurHauls'}
     assert audit_ids(xml, dict(ZEN3_61, cpu=other)) == ['not_amd']
+
+
+def test_x2avic_ext_is_read_from_the_kernel_log_line(domain_xml):
+    """6.19 logs "x2AVIC enabled (max N vCPUs)": 4096 with X2AVIC_EXT, 512 without."""
+    xml = domain_xml('topology_640_vcpus.xml')
+    with_ext = host('6.19.0', x2avic=True, dmesg={'x2avic_max_vcpus': 4096})
+    without = host('6.19.0', x2avic=True, dmesg={'x2avic_max_vcpus': 512})
+    assert _severity(xml, with_ext, 'too_many_vcpus') == []
+    assert _severity(xml, without, 'too_many_vcpus') == ['inhibit']
+    assert _severity(xml, host('6.19.0', x2avic=True, dmesg=None), 'too_many_vcpus') == ['warning']

@@ -20,6 +20,7 @@ DOMAINS = os.path.join(REPO, 'tests', 'fixtures', 'domains')
 ZEN2_61 = {'kernel': '6.1.0-26-amd64', 'avic': True, 'x2avic': False, 'nested': False}
 ZEN4_618 = {'kernel': '6.18.2-arch2-1', 'avic': True, 'x2avic': True, 'nested': False}
 OLD_54 = {'kernel': '5.4.0-150-generic', 'avic': True, 'x2avic': False, 'nested': True}
+OLD_518 = {'kernel': '5.18.19', 'avic': True, 'x2avic': False, 'nested': True}
 HV_AVIC = {'hv_avic': True}
 FIXABLE = {'x2apic_exposed', 'svm_exposed', 'pit_reinject', 'hyperv_synic', 'hyperv_stimer',
            'hyperv_vapic', 'hypervclock_missing', 'invtsc_missing', 'split_irqchip_required',
@@ -68,7 +69,7 @@ def test_without_hv_avic_synic_and_stimer_are_removed_with_a_note():
     result = fix.fix_domain(read('seed_windows_before.xml'), ZEN2_61, caps={'hv_avic_reason': 'libvirt 8.0'})
     hv = ET.fromstring(result['xml']).find('features/hyperv')
     assert hv.find('synic') is None and hv.find('stimer') is None and hv.find('avic') is None
-    assert 'libvirt 8.0' in result['notes'][0]
+    assert [n for n in result['notes'] if 'libvirt 8.0' in n], result['notes']
     assert 'hyperv_synic' not in ids(result['findings_after'])
 
 
@@ -76,7 +77,7 @@ def test_x2avic_host_keeps_x2apic_and_nested_keeps_svm():
     result = fix.fix_domain(read('x2apic_exposed.xml'), ZEN4_618, name='x')
     assert 'x2apic_exposed' not in ids(result['findings_before'])
     assert ET.fromstring(result['xml']).find("cpu/feature[@name='x2apic']") is None
-    nested = dict(ZEN2_61, nested=True)
+    nested = dict(OLD_518, nested=True)
     kept = fix.fix_domain(read('svm_exposed.xml'), nested, {'nested': True}, name='svm')
     assert ET.fromstring(kept['xml']).find("cpu/feature[@name='svm'][@policy='disable']") is None
     gone = fix.fix_domain(read('svm_exposed.xml'), nested, name='svm')
@@ -95,11 +96,15 @@ def test_old_kernel_gets_the_split_irqchip_and_options_are_respected():
 
 @pytest.mark.parametrize('name', sorted(n for n in os.listdir(DOMAINS) if n.endswith('.xml') and n != 'malformed.xml'))
 def test_every_fixture_ends_with_only_unfixable_findings(name):
-    for host in (ZEN2_61, ZEN4_618, OLD_54):
+    for host in (ZEN2_61, ZEN4_618, OLD_54, OLD_518):
         result = fix.fix_domain(read(name), host, caps=HV_AVIC, name=name)
-        left = set(ids(result['findings_after']))
+        # what is only information (svm that does not inhibit, x2apic that KVM hides) is kept
+        left = set(f['id'] for f in result['findings_after'] if f['severity'] != 'info')
         # a non-KVM domain keeps its CPU model: QEMU TCG cannot run the host's
         unfixable = UNFIXABLE | ({'cpu_mode_not_host'} if "<domain type='qemu'" in read(name) else set())
+        if "policy='require' name='svm'" in read(name) and host['kernel'].startswith('5.4'):
+            # an explicit svm is kept where it does not inhibit (no NESTED inhibit before 5.6)
+            unfixable = unfixable | {'svm_exposed'}
         assert left <= unfixable, (name, host, left)
         again = fix.fix_domain(result['xml'], host, caps=HV_AVIC, name=name)
         assert again['changed'] is False, (name, again['changes'])
@@ -139,13 +144,16 @@ def cpu_of(xml):
 
 def test_non_kvm_domain_never_gets_a_host_cpu(tmp_path):
     """type='qemu' (TCG): audited as usual, features fixed, but the CPU keeps QEMU's default model."""
-    for host in (ZEN2_61, dict(ZEN2_61, nested=None), OLD_54):
+    # on 5.4 nothing needs a <cpu> (KVM < 5.6 hides x2apic itself): none is created
+    untouched = fix.fix_domain(read('not_kvm_cpu_missing.xml'), OLD_54, name='tcg')
+    assert cpu_of(untouched['xml']) is None and 'host-passthrough' not in untouched['xml']
+    for host in (ZEN2_61, dict(ZEN2_61, nested=None), OLD_518):
         result = fix.fix_domain(read('not_kvm_cpu_missing.xml'), host, name='tcg')
         cpu = cpu_of(result['xml'])
         assert cpu.get('mode') == 'custom' and cpu.findtext('model') == 'qemu64'
         assert cpu.find('model').get('fallback') == 'forbid'
         assert "host-passthrough" not in result['xml'] and 'host-model' not in result['xml']
-        assert cpu.find("feature[@name='svm']").get('policy') == 'disable'
+        assert cpu.find("feature[@name='svm']") is None, 'qemu64 has svm=off under KVM: nothing to disable'
         assert [n for n in result['notes'] if n.startswith('cpu_mode: kept')], result['notes']
         assert 'cpu_mode_not_host' in ids(result['findings_after'])
         assert valid_for_libvirt(result['xml'], tmp_path)
@@ -162,11 +170,12 @@ def test_kvm_domain_with_cpu_mode_keep_gets_the_default_model_not_host_passthrou
     result = fix.fix_domain(read('cpu_missing.xml'), ZEN2_61, {'cpu_mode': 'keep'})
     cpu = cpu_of(result['xml'])
     assert cpu.get('mode') == 'custom' and cpu.findtext('model') == 'qemu64'
-    assert [f.get('name') for f in cpu.findall('feature')] == ['x2apic', 'svm']
+    assert [f.get('name') for f in cpu.findall('feature')] == ['x2apic'], 'qemu64 carries no svm under KVM'
     assert valid_for_libvirt(result['xml'], tmp_path)
     auto = fix.fix_domain(read('cpu_missing.xml'), ZEN2_61)
     assert cpu_of(auto['xml']).get('mode') == 'host-passthrough', 'KVM domains still get the host CPU'
-    assert ids(auto['findings_after']) == []
+    assert ids(auto['findings_after'], 'inhibit') == [] and ids(auto['findings_after'], 'warning') == []
+    assert ids(auto['findings_after'], 'info') == ['svm_exposed'], 'host-passthrough brings svm, no inhibit on 6.1'
 
 
 def test_non_amd_host_changes_nothing_and_keeps_x2apic(cpuinfo):
@@ -192,10 +201,24 @@ def test_more_than_255_vcpus_keep_x2apic_with_a_note():
 
 
 def test_hyperv_passthrough_is_left_with_a_note():
-    result = fix.fix_domain(read('hyperv_passthrough.xml'), ZEN2_61, caps=HV_AVIC)
-    assert result['changed'] is False
-    assert ids(result['findings_after'], 'inhibit') == ['hyperv_passthrough']
-    assert [n for n in result['notes'] if "mode='passthrough' is left" in n]
+    old = fix.fix_domain(read('hyperv_passthrough.xml'), dict(ZEN2_61, kernel='5.14.21'), caps=HV_AVIC)
+    assert old['changed'] is False
+    assert ids(old['findings_after'], 'inhibit') == ['hyperv_passthrough']
+    assert [n for n in old['notes'] if "mode='passthrough' is left" in n and 'older than 5.15' in n]
+    unknown = fix.fix_domain(read('hyperv_passthrough.xml'), ZEN2_61, caps=HV_AVIC)
+    assert ids(unknown['findings_after'], 'warning') == ['hyperv_passthrough']
+    assert [n for n in unknown['notes'] if "mode='passthrough' is left" in n]
+
+
+def test_hyperv_passthrough_takes_qemu_from_virsh_version():
+    """QEMU 7.2 on 6.1: passthrough includes hv-avic, so it is no inhibit and needs no note."""
+    caps = fix.hv_avic_caps(fix.parse_virsh_version(VIRSH_VERSION['debian12']))
+    result = fix.fix_domain(read('hyperv_passthrough.xml'), ZEN2_61, caps=caps)
+    assert [f['severity'] for f in result['findings_after'] if f['id'] == 'hyperv_passthrough'] == ['info']
+    assert result['notes'] == [] and result['changed'] is False
+    old_qemu = dict(caps, qemu='6.1.0')
+    assert ids(fix.fix_domain(read('hyperv_passthrough.xml'), ZEN2_61, caps=old_qemu)['findings_after'],
+               'inhibit') == ['hyperv_passthrough']
 
 
 VIRSH_VERSION = {
@@ -246,3 +269,63 @@ def test_hyperv_passthrough_with_hv_avic_needs_nothing():
         "<hyperv mode='passthrough'/>", "<hyperv mode='passthrough'>\n      <avic state='on'/>\n    </hyperv>")
     kept = fix.fix_domain(with_avic, ZEN2_61, caps=HV_AVIC)
     assert kept['changed'] is False and kept['notes'] == [] and ids(kept['findings_after'], 'inhibit') == []
+
+
+OLD_514 = {'kernel': '5.14.21', 'avic': True, 'x2avic': False, 'nested': False}
+
+
+def test_before_5_15_synic_is_removed_even_with_hv_avic():
+    xml = read('clean_windows_hv_avic.xml')
+    result = fix.fix_domain(xml, OLD_514, caps=HV_AVIC, name='win')
+    hv = ET.fromstring(result['xml']).find('features/hyperv')
+    assert hv.find('synic') is None and hv.find('stimer') is None
+    assert [n for n in result['notes'] if 'older than 5.15' in n], result['notes']
+    assert ids(result['findings_after'], 'inhibit') == []
+    with pytest.raises(fix.HvAvicUnsupported) as err:
+        fix.fix_domain(read('seed_windows_before.xml'), OLD_514, {'hyperv': 'avic'}, caps=HV_AVIC)
+    assert 'before 5.15' in str(err.value) and 'nothing was changed' in str(err.value)
+    on_515 = fix.fix_domain(xml, dict(OLD_514, kernel='5.15.0'), caps=HV_AVIC)
+    assert on_515['changed'] is False and on_515['xml'] == xml
+
+
+def test_svm_auto_keeps_what_does_not_inhibit():
+    """From 5.19 (and with nested=0) svm is no inhibit: auto keeps it, an explicit one too."""
+    required = read('svm_required_named_model.xml')
+    for host in (dict(ZEN2_61, nested=True), ZEN2_61, dict(ZEN4_618, nested=None)):
+        for name in ('svm_exposed.xml', 'svm_required_named_model.xml'):
+            result = fix.fix_domain(read(name), host, name=name)
+            assert ET.fromstring(result['xml']).find("cpu/feature[@name='svm'][@policy='disable']") is None, \
+                (name, host)
+            assert [n for n in result['notes'] if n.startswith('svm: kept')], result['notes']
+    forced = fix.fix_domain(required, ZEN2_61, {'svm': 'disable'})
+    assert cpu_of(forced['xml']).find("feature[@name='svm']").get('policy') == 'disable'
+
+
+def test_svm_auto_disables_where_it_inhibits_and_says_what_is_lost():
+    required = read('svm_required_named_model.xml')
+    result = fix.fix_domain(required, OLD_518, name='wsl')
+    assert cpu_of(result['xml']).find("feature[@name='svm']").get('policy') == 'disable'
+    assert [n for n in result['notes'] if 'loses nested virtualisation' in n], result['notes']
+    unknown = dict(OLD_518, nested=None)
+    implicit = fix.fix_domain(read('svm_exposed.xml'), unknown)
+    assert cpu_of(implicit['xml']).find("feature[@name='svm']").get('policy') == 'disable'
+    explicit = fix.fix_domain(required, unknown)
+    assert cpu_of(explicit['xml']).find("feature[@name='svm']").get('policy') == 'require'
+    assert [n for n in explicit['notes'] if n.startswith('svm: kept, the guest asks for it')]
+
+
+def test_x2apic_is_kept_before_5_6_and_for_apic_ids_above_254():
+    old = fix.fix_domain(read('x2apic_exposed.xml'), dict(OLD_54, kernel='5.5.19'))
+    assert cpu_of(old['xml']).find("feature[@name='x2apic']") is None, 'KVM < 5.6 hides x2apic itself'
+    on_56 = fix.fix_domain(read('x2apic_exposed.xml'), dict(OLD_54, kernel='5.6.0'))
+    assert cpu_of(on_56['xml']).find("feature[@name='x2apic']").get('policy') == 'disable'
+    big = fix.fix_domain(read('topology_3_sockets.xml'), ZEN2_61, name='big')
+    assert cpu_of(big['xml']).find("feature[@name='x2apic']") is None, '216 vCPUs, APIC IDs up to 327'
+    assert [n for n in big['notes'] if 'APIC IDs up to 327' in n], big['notes']
+    assert ids(big['findings_after'], 'inhibit') == ['too_many_vcpus']
+
+
+def test_split_irqchip_pit_is_left_alone():
+    xml = read('pit_split_irqchip.xml')
+    result = fix.fix_domain(xml, ZEN2_61)
+    assert result['changed'] is False and result['xml'] == xml
