@@ -21,18 +21,26 @@ def _facts(value, name):
 
 
 def avic_host_preflight(facts, force_avic=False, allow_no_svm=False, allow_old_kernel=False,
-                        refuse_known_issues=False):
+                        refuse_known_issues=False, enabled=True):
     """configure / report / stop, with reasons and warnings."""
-    return avic_hostplan.preflight(_facts(facts, 'avic_host_preflight'), bool(force_avic),
-                                   bool(allow_no_svm), bool(allow_old_kernel), bool(refuse_known_issues))
-
-
-def avic_host_cmdline_args(iommu_args, iommu_intr=None, extra_args=None):
-    """The kernel arguments the host role owns."""
     try:
-        return avic_hostplan.owned_args(iommu_args or [], iommu_intr or None, extra_args or [])
+        return avic_hostplan.preflight(_facts(facts, 'avic_host_preflight'), bool(force_avic),
+                                       bool(allow_no_svm), bool(allow_old_kernel),
+                                       bool(refuse_known_issues), bool(enabled))
     except avic_hostplan.PlanError as exc:
         raise AnsibleFilterError(str(exc))
+
+
+def avic_host_cmdline_args(iommu_args, iommu_intr=None, extra_args=None, remove=None):
+    """The kernel arguments the host role owns; ``remove`` is checked against them (only
+    arguments the collection adds may be removed) so that a bad list stops the role before it
+    changes anything."""
+    try:
+        args = avic_hostplan.owned_args(iommu_args or [], iommu_intr or None, extra_args or [])
+        avic_hostplan.removable_keys(remove or [], args)
+    except avic_hostplan.PlanError as exc:
+        raise AnsibleFilterError(str(exc))
+    return args
 
 
 def avic_host_state(facts, options, cmdline_args, cmdline_changed=False, reloaded=False,

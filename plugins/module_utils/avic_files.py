@@ -4,9 +4,11 @@
 """Small, safe text-file edits for the vfio.avic modules (stdlib only).
 
 Every write goes through HostFiles.write(): nothing happens in check mode, the old file is
-backed up first (module.backup_local), the new one is written to a temporary file in the same
-directory and moved into place (module.atomic_move keeps owner, mode and SELinux context), and
-each change is recorded with a before/after diff for --diff.
+backed up first (copied to a temporary file and renamed, so a backup is whole or absent), the new
+one is written to a temporary file in the same directory and moved into place (module.atomic_move
+keeps owner, mode and SELinux context), and each change is recorded with a before/after diff for
+--diff. A write that fails (a full or read-only file system) leaves the file as it was, removes
+its own temporary files and fails the module with the file's name.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -14,7 +16,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import shutil
 import tempfile
+import time
 
 
 class HostFiles(object):
@@ -68,16 +72,42 @@ class HostFiles(object):
         if not os.path.isdir(directory):
             self.module.fail_json(msg='%s does not exist on the host: cannot write %s' % (
                 os.path.dirname(path), path))
-        if before is not None and self.module.params.get('backup', True):
-            self.backups.append(self.module.backup_local(real))
-        fd, tmp = tempfile.mkstemp(prefix='.vfio-avic-', dir=directory)
+        tmp = None
         try:
+            if before is not None and self.module.params.get('backup', True):
+                self.backups.append(self.backup(real))
+            fd, tmp = tempfile.mkstemp(prefix='.vfio-avic-', dir=directory)
             with os.fdopen(fd, 'wb') as handle:
                 handle.write(content.encode('utf-8'))
+                handle.flush()
+                os.fsync(handle.fileno())
             if before is None:
                 os.chmod(tmp, mode)
             self.module.atomic_move(tmp, real, unsafe_writes=False)
+        except (IOError, OSError) as exc:
+            written = [c['path'] for c in changes[:-1]]
+            self.module.fail_json(
+                msg='cannot write %s: %s. %s is unchanged%s; free space or make the file system '
+                    'writable, then run again' % (
+                        path, exc.strerror or exc, path,
+                        ('; already written: %s' % ', '.join(written)) if written else ''),
+                changed=bool(written), backups=self.backups, paths=written)
+        finally:
+            if tmp and os.path.exists(tmp):
+                os.unlink(tmp)
+        return True
+
+    @staticmethod
+    def backup(real):
+        """Copy ``real`` to ``real.<pid>.<time>~`` (the name Ansible's backups use) through a
+        temporary file, so that a failed copy leaves no partial backup behind."""
+        dest = '%s.%s.%s' % (real, os.getpid(), time.strftime('%Y-%m-%d@%H:%M:%S~'))
+        fd, tmp = tempfile.mkstemp(prefix='.vfio-avic-backup-', dir=os.path.dirname(real))
+        os.close(fd)
+        try:
+            shutil.copy2(real, tmp)
+            os.rename(tmp, dest)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-        return True
+        return dest

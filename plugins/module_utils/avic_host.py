@@ -81,11 +81,12 @@ def parse_modprobe(files, module=MODULE):
     """Effective options of ``module`` from ordered (path, text) pairs.
 
     Returns {options: {name: value}, sources: {name: path}, files: [paths that
-    mention the module], lines: [{path, line}], blacklisted: bool}. Later
-    files win, as the kernel reads repeated parameters left to right.
+    mention the module], lines: [{path, line}], blacklisted: bool, install: [the
+    commands of ``install <module> ...`` lines]}. Later files win, as the kernel
+    reads repeated parameters left to right.
     """
     module = module_name(module)
-    options, sources, mention, lines = {}, {}, [], []
+    options, sources, mention, lines, install = {}, {}, [], [], []
     blacklisted = False
     for path, text in files:
         for line in _logical_lines(text or ''):
@@ -97,6 +98,8 @@ def parse_modprobe(files, module=MODULE):
             lines.append({'path': path, 'line': line})
             if words[0] == 'blacklist':
                 blacklisted = True
+            if words[0] == 'install':
+                install.append(' '.join(words[2:]))
             if words[0] != 'options':
                 continue
             for word in words[2:]:
@@ -105,7 +108,7 @@ def parse_modprobe(files, module=MODULE):
                 options[key] = value.strip('"') if sep else '1'
                 sources[key] = path
     return {'options': options, 'sources': sources, 'files': mention, 'lines': lines,
-            'blacklisted': blacklisted}
+            'blacklisted': blacklisted, 'install': install}
 
 
 def parse_cmdline(text):
@@ -181,10 +184,10 @@ def _cpu_findings(cpu, out):
     return True
 
 
-def _kernel_findings(release, upstream, out):
+def _kernel_findings(release, upstream, out, cpu=None):
     """Append the kernel rules' findings; returns the kernel's capabilities, or None."""
     try:
-        out.extend(avic_kernel.kernel_issues(release, upstream))
+        out.extend(avic_kernel.kernel_issues(release, upstream, cpu))
         return avic_kernel.capabilities(release)
     except avic_kernel.KernelReleaseError as exc:
         out.append(finding(
@@ -195,6 +198,65 @@ def _kernel_findings(release, upstream, out):
         return None
 
 
+def erratum_1235_finding(cpu, release, params):
+    """Erratum #1235 (AMD family 17h, Hygon 18h): IPI virtualisation misses wake-ups.
+
+    The finding for a CPU with the erratum, given the kernel release and the kvm_amd
+    parameters read from sysfs (enable_ipiv is there from 6.17): ``ipiv_erratum`` (info)
+    where IPI virtualisation is off, ``ipiv_erratum_live`` (warning) where it is on or the
+    kernel predates the workaround, None otherwise.
+    """
+    if not cpu.get('erratum_1235'):
+        return None
+    ipiv = param_bool((params or {}).get('enable_ipiv'))
+    if ipiv is False:
+        return finding(
+            'ipiv_erratum', INFO,
+            'AVIC IPI virtualisation is off (kvm_amd enable_ipiv=N): the kernel turns it off on Zen '
+            '1/Zen 2 and Hygon because of erratum #1235 (known). Interrupts are still accelerated.',
+            '')
+    try:
+        workaround = avic_kernel.erratum_1235_workaround(release, cpu.get('vendor'), cpu.get('family'))
+    except avic_kernel.KernelReleaseError:
+        workaround = None
+    if ipiv is None and workaround is not False:
+        return None
+    return finding(
+        'ipiv_erratum_live', WARNING,
+        'AVIC runs with IPI virtualisation on a CPU with erratum #1235 (AMD family 17h, Hygon '
+        'family 18h)%s: the CPU can miss that a vCPU stopped running, so a blocked vCPU misses its '
+        'wake-up and the guest stalls (known).' % (
+            ', and kernel %s predates the workaround' % release if workaround is False else ''),
+        'Use a kernel with the workaround (AMD family 17h: 6.17 or later; Hygon family 18h: 7.1, or '
+        '6.18.35 or later), or, where kvm_amd has enable_ipiv (6.17 or later), set options kvm_amd '
+        'enable_ipiv=0 (vfio.avic.host: avic_host_extra_options: {enable_ipiv: 0}).')
+
+
+def _dmesg_findings(dmesg, out):
+    """Findings from the kernel log lines avic_gather.parse_dmesg() recognised."""
+    if not dmesg:
+        return
+    if dmesg.get('avic_snp_hvinusewr'):
+        out.append(finding(
+            'avic_snp_hvinusewr', INHIBIT,
+            'The kernel log says "AVIC disabled: missing HvInUseWrAllowed on SNP-enabled system": '
+            'on an SEV-SNP host whose CPU lacks HvInUseWrAllowed, kvm_amd keeps AVIC off (known).',
+            'Turn SEV-SNP off in the firmware to use AVIC, or accept AVIC off on this host.'))
+    if dmesg.get('iommu_vapic_snp_off'):
+        out.append(finding(
+            'iommu_vapic_snp_off', INFO,
+            'The kernel log says "AMD-Vi: Force to disable Virtual APIC due to SNP": with SEV-SNP '
+            'on and an IOMMU without SNP support for guest vAPIC, IOMMU AVIC is off (known).',
+            'Turn SEV-SNP off in the firmware to get IOMMU AVIC back.'))
+    if dmesg.get('x2avic_fw_bug'):
+        out.append(finding(
+            'x2avic_fw_bug', WARNING,
+            'The kernel log has a firmware bug line "Cannot enable x2AVIC": the firmware advertises '
+            'x2AVIC but hides AVIC in CPUID, so neither is used (known).',
+            'Update the firmware, or enable AVIC in its setup; force_avic=1 is the unsupported '
+            'alternative.'))
+
+
 def host_findings(facts):
     """Host-level findings from an avic_facts dict (cpu, kernel, kvm_amd, modprobe, ...)."""
     out = []
@@ -203,7 +265,7 @@ def host_findings(facts):
     release = facts.get('kernel')
     caps = None
     if amd:
-        caps = _kernel_findings(release, facts.get('kernel_upstream'), out)
+        caps = _kernel_findings(release, facts.get('kernel_upstream'), out, cpu)
     if facts.get('container'):
         out.append(finding(
             'in_container', INFO,
@@ -219,6 +281,15 @@ def host_findings(facts):
             'avic_cpuid_hidden', INHIBIT, cpu.get('message', ''),
             'Set kvm_amd force_avic=1 (vfio.avic.host: avic_host_force_avic: true) if you accept '
             'an unsupported, kernel-tainting mode.'))
+    if cpu.get('status') == 'no_avic_hardware':
+        out.append(finding(
+            'no_avic_hardware', INHIBIT, cpu.get('message', ''),
+            'AVIC needs an AMD Zen (family 0x17) or later CPU; keep avic off on this host.'))
+    if cpu.get('status') == 'vm_no_avic' and not forced:
+        out.append(finding(
+            'vm_no_avic', INHIBIT, cpu.get('message', ''),
+            'Use AVIC on the physical host instead. Only for testing: kvm_amd force_avic=1 '
+            '(vfio.avic.host: avic_host_force_avic: true).'))
     if not kvm.get('loaded'):
         out.append(finding(
             'kvm_amd_not_loaded', WARNING,
@@ -250,12 +321,17 @@ def host_findings(facts):
                     'its own guests still loses AVIC while it does.' if severity == INFO else
                     'Before 5.19 a nested-capable setup inhibits AVIC (known).'),
                 'Set options kvm_amd nested=0 unless guests run their own VMs.'))
-        if cpu.get('erratum_1235') and 'enable_ipiv' in params and \
-                param_bool(params.get('enable_ipiv')) is False:
+        erratum = erratum_1235_finding(cpu, release, params) if avic else None
+        if erratum:
+            out.append(erratum)
+        if avic and param_bool(params.get('enable_device_posted_irqs')) is False:
             out.append(finding(
-                'ipiv_erratum', INFO,
-                'AVIC IPI virtualisation is off: the kernel turns it off on Zen 1/Zen 2 and Hygon '
-                'because of erratum #1235 (known). Interrupts are still accelerated.', ''))
+                'device_posted_irqs_off', INFO,
+                'kvm_amd reads enable_device_posted_irqs=N: KVM does not post interrupts of '
+                'passed-through devices into guests (no IOMMU AVIC). The kernel sets it only with '
+                'AVIC on and an IOMMU that can post interrupts (guest vAPIC mode) (known, 6.16+).',
+                'Check that amd_iommu_intr is not legacy, that the IOMMU is on in the firmware, and '
+                'that the kernel log has "AMD-Vi: Virtual APIC enabled".'))
         diffs = (facts.get('pending') or {})
         if diffs:
             out.append(finding(
@@ -264,6 +340,7 @@ def host_findings(facts):
                     '%s configured %s, running %s' % (k, v['configured'], v['running'])
                     for k, v in sorted(diffs.items())),
                 'Reload kvm_amd while no guest runs, or reboot.'))
+    _dmesg_findings(facts.get('dmesg'), out)
     iommu = facts.get('iommu') or {}
     if iommu.get('amd_iommu_intr') == 'legacy':
         out.append(finding(
@@ -271,6 +348,23 @@ def host_findings(facts):
             'amd_iommu_intr=legacy is on the kernel command line: IOMMU AVIC (guest vAPIC mode) is '
             'off, so passed-through devices do not post interrupts into guests (known).',
             'Remove amd_iommu_intr=legacy (vapic is the default where supported).'))
+    amd_iommu = [cmdline_value([a], 'amd_iommu') for a in parse_cmdline(facts.get('cmdline'))]
+    if any('off' in (v or '').split(',') for v in amd_iommu):
+        out.append(finding(
+            'iommu_disabled', WARNING,
+            'amd_iommu=off is on the kernel command line: the AMD IOMMU is disabled, so there is no '
+            'IOMMU AVIC (posted interrupts of passed-through devices) and no device passthrough '
+            '(known, drivers/iommu/amd/init.c).',
+            'Remove it (vfio.avic.host: avic_host_cmdline_remove: [amd_iommu]) unless the IOMMU is '
+            'off on purpose.'))
+    if 'on' in amd_iommu:
+        out.append(finding(
+            'amd_iommu_on_noop', INFO,
+            'amd_iommu=on is on the kernel command line, but "on" is not an option of the AMD IOMMU '
+            'driver (drivers/iommu/amd/init.c parse_amd_iommu_options takes fullflush, off, '
+            'force_isolation, force_enable, pgtbl_v1/v2, ...; newer kernels log "Unknown option"): '
+            'it does nothing, the AMD IOMMU is on by default (known).',
+            'Remove it (vfio.avic.host: avic_host_cmdline_remove: [amd_iommu]); keep iommu=pt.'))
     return out
 
 
@@ -279,7 +373,7 @@ def host_status(facts, findings):
     cpu = facts.get('cpu') or {}
     if cpu.get('vendor') == 'unknown':
         return 'unknown'
-    if cpu.get('status') in ('unsupported_vendor', 'svm_unavailable'):
+    if cpu.get('status') in ('unsupported_vendor', 'svm_unavailable', 'no_avic_hardware'):
         return 'unsupported'
     if any(f['id'] in ('kernel_too_old', 'npt_unavailable') for f in findings):
         return 'unsupported'

@@ -34,12 +34,16 @@ class PlanError(ValueError):
 # --- preflight -------------------------------------------------------------------------------
 
 def preflight(facts, force_avic=False, allow_no_svm=False, allow_old_kernel=False,
-              refuse_known_issues=False):
+              refuse_known_issues=False, enabled=True):
     """Decide from the vfio_avic fact: {action, state, reasons, warnings}.
 
     action is ``configure`` (write the AMD settings), ``report`` (nothing to do here: Intel or
     unknown vendor; the report says why) or ``stop`` (fail this host with the reasons).
+    ``enabled=False`` (AVIC off on purpose) configures avic=0 whatever the CPU offers.
     """
+    if force_avic and not enabled:
+        raise PlanError('avic_host_force_avic: true and avic_host_enabled: false contradict each '
+                        'other: force_avic turns AVIC on; set one of them')
     cpu = facts.get('cpu') or {}
     status = cpu.get('status')
     reasons, warnings = [], []
@@ -56,7 +60,7 @@ def preflight(facts, force_avic=False, allow_no_svm=False, allow_old_kernel=Fals
                        'hypervisor if this host is a VM; set avic_host_allow_no_svm: true to '
                        'configure the files anyway.' % (cpu.get('message') or 'SVM is not available.'))
         return {'action': 'stop', 'state': 'failed', 'reasons': reasons, 'warnings': []}
-    if status == 'cpuid_hidden':
+    if status == 'cpuid_hidden' and enabled:
         if not force_avic:
             reasons.append(
                 '%s AVIC can only be turned on with kvm_amd force_avic=1, which is unsupported by '
@@ -65,7 +69,23 @@ def preflight(facts, force_avic=False, allow_no_svm=False, allow_old_kernel=Fals
             return {'action': 'stop', 'state': 'failed', 'reasons': reasons, 'warnings': []}
         warnings.append('force_avic=1 is set: AVIC runs although CPUID does not advertise it; '
                         'unsupported, and the kernel is tainted (flag 64).')
+    if status == 'no_avic_hardware' and enabled:
+        reasons.append('%s Keep AVIC off here (avic_host_enabled: false) or leave this host out; '
+                       'avic_host_force_avic cannot help.'
+                       % (cpu.get('message') or 'The CPU has no AVIC hardware.'))
+        return {'action': 'stop', 'state': 'failed', 'reasons': reasons, 'warnings': []}
+    if status == 'vm_no_avic' and enabled:
+        if not force_avic:
+            reasons.append('%s For testing only, set avic_host_force_avic: true to accept that.'
+                           % (cpu.get('message') or 'This VM has no AVIC.'))
+            return {'action': 'stop', 'state': 'failed', 'reasons': reasons, 'warnings': []}
+        warnings.append('force_avic=1 is set in a VM without AVIC: for testing only; unsupported, '
+                        'the kernel is tainted (flag 64) and there is no real acceleration.')
     release = facts.get('kernel')
+    erratum = avic_host.erratum_1235_finding(
+        cpu, release, (facts.get('kvm_amd') or {}).get('parameters')) if enabled else None
+    if erratum and erratum['severity'] == 'warning':
+        warnings.append('%s %s' % (erratum['message'], erratum['fix']))
     if release:
         try:
             issues = avic_kernel.kernel_issues(release, facts.get('kernel_upstream'))
@@ -97,9 +117,22 @@ def _value(value):
     return str(value)
 
 
-def wanted_options(force_avic=False, nested=False, extra=None):
-    """The kvm_amd options to write, as an ordered list of (name, value) strings."""
-    options = [('avic', '1'), ('npt', '1'), ('nested', _value(bool(nested)))]
+# The kvm_amd options the collection decides itself; each has its own variable.
+MANAGED_OPTIONS = {'avic': 'avic_host_enabled', 'npt': None, 'nested': 'avic_host_nested',
+                   'force_avic': 'avic_host_force_avic'}
+
+
+def wanted_options(force_avic=False, nested=False, extra=None, avic=True):
+    """The kvm_amd options to write, as an ordered list of (name, value) strings.
+
+    ``avic=False`` writes avic=0 (AVIC off on purpose; kernels from 6.18 turn it on by default
+    on Zen 4+). The managed options cannot be set through ``extra``: a second value would
+    silently win over the first.
+    """
+    if force_avic and not avic:
+        raise PlanError('avic_host_force_avic: true and avic_host_enabled: false contradict each '
+                        'other: force_avic turns AVIC on; set one of them')
+    options = [('avic', '1' if avic else '0'), ('npt', '1'), ('nested', _value(bool(nested)))]
     if force_avic:
         options.append(('force_avic', '1'))
     for name, value in sorted((extra or {}).items()):
@@ -108,6 +141,12 @@ def wanted_options(force_avic=False, nested=False, extra=None):
         if not _OPTION_NAME.match(key):
             raise PlanError('avic_host_extra_options: %r is not a kvm_amd parameter name '
                             '(letters, digits and underscores)' % (name,))
+        if key in MANAGED_OPTIONS:
+            variable = MANAGED_OPTIONS[key]
+            raise PlanError('avic_host_extra_options: %s is managed by this collection and cannot be '
+                            'set here (it would override the managed value); %s' % (
+                                key, ('use %s instead' % variable) if variable else
+                                'AVIC needs npt=1, so it is always written'))
         if not _OPTION_VALUE.match(text):
             raise PlanError('avic_host_extra_options: the value %r of %s has characters modprobe '
                             'does not take (no spaces or quotes)' % (text, key))
@@ -138,6 +177,13 @@ def conflicts(files, managed_path, options):
         if parsed['blacklisted']:
             out.append({'path': path, 'option': None, 'value': None, 'wins': True,
                         'message': '%s blacklists kvm_amd' % path})
+        for command in parsed['install']:
+            keeps = '--ignore-install' in command and '$CMDLINE_OPTS' in command
+            out.append({'path': path, 'option': None, 'value': None, 'wins': not keeps,
+                        'message': '%s replaces loading kvm_amd with the command "%s"%s' % (
+                            path, command, ' (it loads kvm_amd with the configured options)' if keeps
+                            else ': the managed options apply only if that command loads kvm_amd '
+                                 'with $CMDLINE_OPTS; review it by hand (it is never commented out)')})
         for key, value in sorted(parsed['options'].items()):
             if key in wanted and str(value) != wanted[key]:
                 wins = position is None or order.index(path) > position
@@ -155,17 +201,27 @@ def comment_conflicts(text, keys):
     A line that also sets other options keeps them on a new line. Returns the new text.
     """
     out = []
-    lines = text.splitlines(True)
-    for line in lines:
-        words = line.split()
+    group = []
+    for line in text.splitlines(True):
+        group.append(line)
+        if line.rstrip('\r\n').endswith('\\'):
+            continue  # a continued line: the logical line goes on below
+        logical = ' '.join(g.rstrip('\r\n')[:-1] if g.rstrip('\r\n').endswith('\\') else g
+                           for g in group)
+        words = logical.split()
         if len(words) >= 2 and words[0] == 'options' and avic_host.module_name(words[1]) == 'kvm_amd':
             kept = [w for w in words[2:] if avic_host.module_name(w.partition('=')[0]) not in keys]
             if len(kept) != len(words) - 2:
-                out.append('# %s  # disabled by vfio.avic.host\n' % line.rstrip('\n'))
+                # every physical line of the logical one, so no continuation survives half-commented
+                out.extend('# %s  # disabled by vfio.avic.host\n' % g.rstrip('\r\n').rstrip('\\').rstrip()
+                           for g in group)
                 if kept:
                     out.append('options %s %s\n' % (words[1], ' '.join(kept)))
+                group = []
                 continue
-        out.append(line)
+        out.extend(group)
+        group = []
+    out.extend(group)
     return ''.join(out)
 
 
@@ -176,8 +232,37 @@ def comment_conflicts(text, keys):
 _ARG_FORBIDDEN = ' \t\n"\'\\$`;&|<>()'
 
 
+# Arguments that find and mount the root file system, unlock it or start init: never added,
+# replaced or removed by the collection, whatever it is asked (keys as arg_key() returns them).
+BOOT_ARG_KEYS = frozenset((
+    'root', 'rootflags', 'rootfstype', 'rootwait', 'rootdelay', 'ro', 'rw', 'init', 'rdinit',
+    'resume', 'resume_offset', 'noresume', 'cryptdevice', 'cryptkey', 'boot', 'zfs', 'BOOT_IMAGE',
+    'initrd', 'ip', 'nfsroot'))
+BOOT_ARG_PREFIXES = ('rd.', 'rd_', 'luks.', 'root.')
+# The families of arguments the collection adds and may therefore remove: the IOMMU ones and
+# kvm_amd's own module options (kvm-amd.x is kvm_amd.x to the kernel).
+OWNED_ARG_KEYS = frozenset(('iommu',))
+OWNED_ARG_PREFIXES = ('amd_iommu', 'iommu.', 'kvm_amd.')
+
+
+def boot_critical(arg):
+    """Whether ``arg`` (an argument or a key) is one the system needs to boot."""
+    key = arg_key(str(arg).strip())
+    return key in BOOT_ARG_KEYS or any(key.startswith(p) for p in BOOT_ARG_PREFIXES)
+
+
+def owned_family(arg):
+    """Whether ``arg`` belongs to a family the collection adds (IOMMU, kvm_amd.*)."""
+    key = arg_key(str(arg).strip())
+    return key in OWNED_ARG_KEYS or any(key.startswith(p) for p in OWNED_ARG_PREFIXES)
+
+
 def owned_args(iommu_args=None, iommu_intr=None, extra_args=None):
-    """The command-line arguments the role owns, in order, without duplicates."""
+    """The command-line arguments the role owns, in order, without duplicates.
+
+    An argument that boots the system (``root=``, ``ro``, ``rd.*``, ...) is refused: owning it
+    would let the role replace the user's value.
+    """
     if iommu_intr and iommu_intr not in IOMMU_INTR:
         raise PlanError('avic_host_iommu_intr must be one of %s, got %r'
                         % (', '.join(IOMMU_INTR), iommu_intr))
@@ -188,8 +273,40 @@ def owned_args(iommu_args=None, iommu_intr=None, extra_args=None):
         if not arg or any(c in arg for c in _ARG_FORBIDDEN):
             raise PlanError('avic_host_iommu_args / avic_host_cmdline_extra: %r is not a single '
                             'kernel argument (no spaces, quotes or shell characters)' % (arg,))
+        if boot_critical(arg):
+            raise PlanError('avic_host_iommu_args / avic_host_cmdline_extra: %r is needed to boot '
+                            'the system and is never managed by this collection: remove it from '
+                            'the list (the boot loader keeps the value it has)' % (arg,))
         args = [a for a in args if arg_key(a) != arg_key(arg)] + [arg]
     return args
+
+
+def removable_keys(remove, args=()):
+    """The keys of ``remove`` (``key`` or ``key=value`` items), checked: only the families the
+    collection adds (IOMMU, kvm_amd.*) or the keys of ``args`` may be removed. Raises PlanError
+    naming every other one (``root=``, ``rootflags=``, ``ro``, ``rd.*``, ...), so that nothing is
+    changed."""
+    owned = set(arg_key(a) for a in args or ())
+    keys, refused = [], []
+    for item in remove or ():
+        text = str(item).strip()
+        key = arg_key(text)
+        if not key or any(c in text for c in _ARG_FORBIDDEN):
+            raise PlanError('avic_host_cmdline_remove: %r is not a kernel argument key' % (item,))
+        if boot_critical(key) or not (owned_family(key) or key in owned):
+            refused.append(text)
+        elif key not in keys:
+            keys.append(key)
+    if refused:
+        raise PlanError(
+            'avic_host_cmdline_remove: %s %s not removed: only the arguments this collection adds '
+            '(amd_iommu*, iommu, iommu.*, kvm_amd.*) may be removed, never %s; take %s out of the '
+            'list (nothing was changed)' % (
+                ', '.join(refused), 'is' if len(refused) == 1 else 'are',
+                'an argument the system boots with (root=, rootflags=, ro/rw, init=, resume=, rd.*, '
+                'cryptdevice=, ...) or one the user added',
+                'it' if len(refused) == 1 else 'them'))
+    return keys
 
 
 def arg_key(arg):
@@ -627,6 +744,12 @@ def edit_grub_files(sources, ensure, remove_keys=()):
     path: the file new arguments go to, notes: [what the caller should say]}.
     """
     sources = list(sources) or [(GRUB_DEFAULT_FILE, '')]
+    for path, text in sources:
+        if '\r' in text:
+            raise PlanError('%s has Windows (CRLF) line ends: the shell that grub-mkconfig runs reads '
+                            'each \\r into the values, so the kernel would get broken arguments. '
+                            'Convert the file (dos2unix %s, or sed -i "s/\\r$//" %s) and run again; '
+                            'nothing was changed' % (path, path, path))
     original = dict(sources)
     parsed = _parse_sources(sources)
     flat = _effective(parsed, GRUB_LINUX) + _effective(parsed, GRUB_VARIABLE)
@@ -828,9 +951,12 @@ def final_state(facts, options, cmdline_args, cmdline_changed=False, reloaded=Fa
                                                                   diff['running']))
     reasons.extend(others)
     avic_on = avic_host.param_bool(params.get('avic'))
-    if kvm.get('loaded') and not differs and avic_on is False:
+    avic_wanted = avic_host.param_bool(wanted.get('avic', '1')) is not False
+    if kvm.get('loaded') and not differs and avic_on is False and avic_wanted:
         reasons.append('kvm_amd runs with avic=N although avic=1 is set: the CPU or kernel refused '
                        'it (check dmesg)')
+    if not avic_wanted:
+        reasons.append('AVIC is turned off on purpose (avic=0, avic_host_enabled: false)')
     guests = facts.get('guests') or []
     if differs and guests:
         reasons.append('guests are running (%s): kvm_amd cannot be reloaded until they stop'
@@ -845,6 +971,8 @@ def final_state(facts, options, cmdline_args, cmdline_changed=False, reloaded=Fa
         state = 'pending_reboot'
     elif differs or not kvm.get('loaded'):
         state = 'pending_reload'
+    elif not avic_wanted:
+        state = 'disabled'
     elif avic_on or avic_on is None:
         state = 'active'
     else:

@@ -52,13 +52,19 @@ author:
 options:
   args:
     description:
-      - Arguments to ensure, such as C(amd_iommu=on) and C(iommu=pt).
+      - Arguments to ensure, such as C(iommu=pt) and C(amd_iommu_intr=vapic).
+      - An argument the system boots with (C(root=), C(rootflags=), C(rootfstype=), C(ro), C(rw),
+        C(init=), C(rdinit=), C(resume=), C(cryptdevice=), C(boot=), C(rd.*), ...) is refused by
+        name and nothing is changed, since owning it would replace the user's value.
     type: list
     elements: str
     required: true
   remove:
     description:
       - Argument keys to remove (unless also in O(args)), such as C(amd_iommu_intr).
+      - Only the families this collection adds may be removed (C(amd_iommu*), C(iommu), C(iommu.*),
+        C(kvm_amd.*) and C(kvm-amd.*)), or keys of O(args). Any other key, and every argument the
+        system boots with, is refused by name before anything is read or written.
     type: list
     elements: str
     default: []
@@ -263,9 +269,10 @@ def run(module):
     files = HostFiles(module, params['root'])
     try:
         args = avic_hostplan.owned_args(params['args'])
+        remove = avic_hostplan.removable_keys(params['remove'], args)
     except avic_hostplan.PlanError as exc:
-        module.fail_json(msg=str(exc).replace('avic_host_iommu_args / avic_host_cmdline_extra', 'args'))
-    remove = [r.partition('=')[0] for r in params['remove']]
+        module.fail_json(msg=str(exc).replace('avic_host_iommu_args / avic_host_cmdline_extra', 'args')
+                         .replace('avic_host_cmdline_remove', 'remove'))
     notes = []
     target = params['target']
     if target == 'auto':

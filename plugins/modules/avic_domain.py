@@ -59,7 +59,11 @@ options:
     choices: [auto, disable, keep]
     default: auto
   svm:
-    description: C(auto) disables svm unless O(nested=true).
+    description:
+      - C(auto) disables svm only where it keeps AVIC off (kernels 5.6 to 5.18 with C(kvm_amd nested=1)),
+        unless O(nested=true); an explicit C(<feature policy='require' name='svm'/>) (nested virtualisation,
+        for Windows VBS, WSL2 or Sandbox) is kept wherever it does not inhibit, with a note.
+      - C(disable) always disables it; C(keep) leaves it.
     type: str
     choices: [auto, disable, keep]
     default: auto
@@ -73,6 +77,8 @@ options:
       - C(avic) keeps SynIC and stimer and adds C(<avic state='on'/>); C(remove) drops SynIC and stimer;
         C(auto) uses C(avic) where libvirt (8.10 or later) and QEMU (6.2 or later) support it, else C(remove)
         (with a note).
+      - On kernels before 5.15 SynIC inhibits AVIC whatever C(<avic state='on'/>) says, so C(auto) removes
+        SynIC and stimer there and C(avic) fails, changing nothing.
       - The versions are those of the running daemon and hypervisor (C(virsh version --daemon)). An explicit
         C(avic) on a host that cannot use it fails, naming both versions, and changes nothing.
     type: str
@@ -114,11 +120,13 @@ options:
     type: bool
     default: false
   force_off:
-    description: Power the guest off when it does not shut down in time (data in it may be lost).
+    description:
+      - Power the guest off when it does not shut down in time (data in it may be lost).
+      - Has an effect only with O(restart=true).
     type: bool
     default: false
   shutdown_timeout:
-    description: Seconds to wait for a graceful shutdown.
+    description: Seconds to wait for a graceful shutdown (at least 1).
     type: int
     default: 180
   root:
@@ -136,6 +144,8 @@ attributes:
     description: The persistent XML before and after.
 notes:
   - Needs C(virsh) (libvirt-clients) on the host.
+  - Every option is checked before C(virsh) is looked for or libvirt is asked anything, so a bad value
+    is reported as such, also where libvirt is not reachable.
 seealso:
   - module: vfio.avic.avic_facts
 '''
@@ -331,8 +341,33 @@ def restart(module, virsh, name, result):
     virsh.run('start', '--domain', name, result=result)
 
 
+def validate(module):
+    """Every option checked before virsh is looked for or libvirt is asked anything."""
+    params = module.params
+    name = params['name']
+    if not name or not name.strip() or '\0' in name or '/' in name:
+        module.fail_json(msg='name %r is not a libvirt domain name: give it as "virsh list --all" '
+                             'shows it' % (name,))
+    if params['shutdown_timeout'] < 1:
+        module.fail_json(msg='shutdown_timeout must be a number of seconds of at least 1, got %d'
+                             % params['shutdown_timeout'])
+    if not os.path.isabs(params['backup_dir']) or os.path.isfile(params['backup_dir']):
+        module.fail_json(msg='backup_dir must be an absolute path of a directory, got %r'
+                             % params['backup_dir'])
+    if not os.path.isdir(params['root']):
+        module.fail_json(msg='root %r is not a directory: leave root unset for this host' % params['root'])
+    if params['xml'] is not None:
+        try:
+            root = avic_domain.parse_domain(params['xml'], name)
+        except avic_domain.DomainXMLError as exc:
+            module.fail_json(msg='xml: %s' % exc)
+        if root.findtext('name') != name:
+            module.fail_json(msg='xml: the <name> in the XML is %r, not %r' % (root.findtext('name'), name))
+
+
 def run(module):
     params = module.params
+    validate(module)
     virsh = Virsh(module)
     name = params['name']
     options = dict((k, params[k]) for k in FIX_OPTIONS)
@@ -340,11 +375,10 @@ def run(module):
     result = dict(changed=False, findings_before=[], findings_after=[], changes=[], notes=[],
                   active=False, domain_state=None, defined=False, restart_required=False,
                   restarted=False, backup=None)
-    if not os.path.isdir(params['root']):
-        module.fail_json(msg='root %r is not a directory: leave root unset for this host' % params['root'])
     caps = hv_avic_support(virsh)
     result['hv_avic'] = caps
-    host = avic_gather.gather(root=params['root'], dmesg=False, guests=False)
+    # the QEMU version of virsh version in the host, so that every audit below agrees with the fix
+    host = avic_domain_fix.audit_host(avic_gather.gather(root=params['root'], dmesg=False, guests=False), caps)
     if not host.get('kernel'):
         module.fail_json(msg='cannot read the running kernel release of this host', **result)
 
@@ -355,12 +389,6 @@ def run(module):
         if not params['xml']:
             module.fail_json(msg='domain %r is not defined at %s (virsh dominfo: %s); give its name as '
                                  '"virsh list --all" shows it' % (name, params['uri'], ' '.join(err.split())))
-        try:
-            root = avic_domain.parse_domain(params['xml'], name)
-        except avic_domain.DomainXMLError as exc:
-            module.fail_json(msg='xml: %s' % exc)
-        if root.findtext('name') != name:
-            module.fail_json(msg='xml: the <name> in the XML is %r, not %r' % (root.findtext('name'), name))
         before_xml = params['xml']
         new = True
     else:

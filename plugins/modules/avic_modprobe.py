@@ -24,9 +24,17 @@ author:
 options:
   path:
     description:
-      - The managed file.
+      - The managed file, a C(*.conf) file directly in C(/etc/modprobe.d/). Other directories are
+        refused, since C(/run/modprobe.d) is gone at the next boot, C(/lib/modprobe.d) and
+        C(/usr/lib/modprobe.d) belong to packages, and kmod reads nothing else.
     type: path
     default: /etc/modprobe.d/vfio-avic-kvm_amd.conf
+  avic:
+    description:
+      - Write C(avic=1). V(false) writes C(avic=0), to turn AVIC off on purpose (kernels from 6.18
+        turn it on by default on Zen 4 and later CPUs with x2AVIC).
+    type: bool
+    default: true
   force_avic:
     description:
       - Add C(force_avic=1) (AVIC on CPUs that hide it in CPUID; unsupported, taints the kernel).
@@ -39,7 +47,9 @@ options:
     default: false
   extra_options:
     description:
-      - More C(kvm_amd) parameters, name to value; they replace the defaults of the same name.
+      - More C(kvm_amd) parameters, name to value (C(avic_ipi), C(sev), ...).
+      - The options this module manages (C(avic), C(npt), C(nested), C(force_avic)) are refused
+        here by name, before anything is written; use O(avic), O(nested) and O(force_avic).
     type: dict
     default: {}
   comment_conflicts:
@@ -125,26 +135,29 @@ from ansible_collections.vfio.avic.plugins.module_utils.avic_files import HostFi
 def run(module):
     params = module.params
     files = HostFiles(module, params['root'])
-    if not params['path'].startswith('/etc/modprobe.d/') and not params['path'].startswith('/run/'):
-        module.fail_json(msg='path must be a file under /etc/modprobe.d/ (got %s): kmod reads no '
-                             'other directory an administrator should write' % params['path'])
-    if not params['path'].endswith('.conf'):
-        module.fail_json(msg='path must end in .conf (got %s): kmod ignores other names' % params['path'])
+    path = params['path']
+    if os.path.dirname(path) != avic_host.MODPROBE_DIRS[0] or os.path.normpath(path) != path:
+        module.fail_json(msg='path must be a file directly in %s/ (got %s): /run/modprobe.d is gone '
+                             'at the next boot, /lib and /usr/lib belong to packages, and kmod '
+                             'reads no other directory' % (avic_host.MODPROBE_DIRS[0], path))
+    if not path.endswith('.conf') or path == avic_host.MODPROBE_DIRS[0] + '/.conf':
+        module.fail_json(msg='path must end in .conf (got %s): kmod ignores other names' % path)
     try:
         options = avic_hostplan.wanted_options(params['force_avic'], params['nested'],
-                                               params['extra_options'])
+                                               params['extra_options'], params['avic'])
     except avic_hostplan.PlanError as exc:
-        module.fail_json(msg=str(exc))
+        module.fail_json(msg=str(exc).replace('avic_host_extra_options', 'extra_options')
+                         .replace('avic_host_enabled', 'avic').replace('avic_host_nested', 'nested')
+                         .replace('avic_host_force_avic', 'force_avic'))
 
     changes = []
     files.write(params['path'], avic_hostplan.modprobe_text(options), changes)
 
     def ordered():
         by_dir = dict((d, files.listdir(d)) for d in avic_host.MODPROBE_DIRS)
-        if params['path'].startswith('/etc/modprobe.d/'):
-            name = os.path.basename(params['path'])
-            if name not in by_dir['/etc/modprobe.d']:
-                by_dir['/etc/modprobe.d'] = by_dir['/etc/modprobe.d'] + [name]
+        name = os.path.basename(path)
+        if name not in by_dir[avic_host.MODPROBE_DIRS[0]]:
+            by_dir[avic_host.MODPROBE_DIRS[0]] = by_dir[avic_host.MODPROBE_DIRS[0]] + [name]
         return [(p, files.read(p) or '') for p in avic_host.modprobe_file_order(by_dir)]
 
     found = avic_hostplan.conflicts(ordered(), params['path'], options)
@@ -172,6 +185,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             path=dict(type='path', default='/etc/modprobe.d/vfio-avic-kvm_amd.conf'),
+            avic=dict(type='bool', default=True),
             force_avic=dict(type='bool', default=False),
             nested=dict(type='bool', default=False),
             extra_options=dict(type='dict', default={}),

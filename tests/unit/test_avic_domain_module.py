@@ -307,8 +307,8 @@ def test_a_timeout_reports_what_was_already_done(libvirt, host_tree, tmp_path):
     libvirt.add('lin', old, live=old, state='running')
     (libvirt.state / 'ignore_shutdown').write_text('')
     result = run_module_direct('avic_domain', domain(host, tmp_path / 'backups', name='lin', state='fixed',
-                                                     restart=True, shutdown_timeout=0))
-    assert result['failed'] is True and 'did not shut down within 0 s' in result['msg']
+                                                     restart=True, shutdown_timeout=1))
+    assert result['failed'] is True and 'did not shut down within 1 s' in result['msg']
     assert result['changed'] is True and result['restart_required'] is True and result['restarted'] is False
     with open(result['backup']) as handle:
         assert handle.read() == old
@@ -396,3 +396,22 @@ def test_bad_host_facts_and_bad_names_fail_with_a_message(libvirt, host_tree, tm
     result = run_module_direct('avic_domain', domain(good, tmp_path / 'backups', name='lin',
                                                      uri='qemu+unix:///system?socket=/nonexistent/sock'))
     assert result['failed'] is True and 'libvirt is not reachable' in result['msg']
+
+
+@pytest.mark.parametrize('args, word', [
+    ({'shutdown_timeout': -5}, 'shutdown_timeout'),
+    ({'shutdown_timeout': 0}, 'shutdown_timeout'),
+    ({'name': ' '}, 'name'),
+    ({'name': 'a/b'}, 'name'),
+    ({'backup_dir': 'relative/dir'}, 'backup_dir'),
+    ({'xml': '<domain><name>other</name></domain>'}, 'xml'),
+    ({'xml': '<domain'}, 'xml'),
+])
+def test_bad_options_are_named_before_libvirt_is_looked_for(tmp_path, host_tree, monkeypatch, args, word):
+    """No virsh on PATH at all: the user hears about the bad value, not about libvirt."""
+    host = host_tree(**ZEN2)
+    monkeypatch.setenv('PATH', os.path.dirname(sys.executable))
+    result = run_module_direct('avic_domain', domain(host, tmp_path / 'backups', **dict({'name': 'lin'}, **args)))
+    assert result['failed'] is True and result['msg'].startswith(word), result
+    assert 'not installed' not in result['msg'] and 'libvirt is not reachable' not in result['msg']
+    assert not (tmp_path / 'backups').exists()

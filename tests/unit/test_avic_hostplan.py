@@ -18,8 +18,32 @@ def facts_for(tmp_path, cpuinfo_name, kernel='6.1.0-26-amd64', params=None, file
 # --- preflight ---
 
 def test_preflight_configures_a_zen2_epyc(tmp_path):
-    result = plan.preflight(facts_for(tmp_path, 'zen2_epyc_7702.txt'))
+    result = plan.preflight(facts_for(tmp_path, 'zen2_epyc_7702.txt', kernel='6.17.0'))
     assert result == {'action': 'configure', 'state': None, 'reasons': [], 'warnings': []}
+
+
+def test_preflight_warns_of_erratum_1235_on_an_older_kernel(tmp_path):
+    # Zen 2 on 6.1: IPI virtualisation stays on (no enable_ipiv, no workaround before 6.17).
+    result = plan.preflight(facts_for(tmp_path, 'zen2_epyc_7702.txt'))
+    assert result['action'] == 'configure'
+    assert len(result['warnings']) == 1 and 'erratum #1235' in result['warnings'][0]
+    assert '6.17' in result['warnings'][0] and 'enable_ipiv=0' in result['warnings'][0]
+
+
+def test_preflight_stops_on_pre_zen_without_offering_force_avic(tmp_path):
+    for force in (False, True):
+        stop = plan.preflight(facts_for(tmp_path, 'piledriver_fx_8350.txt'), force_avic=force)
+        assert stop['action'] == 'stop' and 'before Zen' in stop['reasons'][0]
+        assert 'cannot help' in stop['reasons'][0]
+
+
+def test_preflight_vm_without_avic_forces_only_for_testing(tmp_path):
+    facts = facts_for(tmp_path, 'amd_vm_epyc_svm.txt', kernel='6.17.0')
+    stop = plan.preflight(facts)
+    assert stop['action'] == 'stop' and 'KVM does not virtualise AVIC' in stop['reasons'][0]
+    assert 'force_avic=1' in stop['reasons'][0] and 'avic_host_force_avic: true' in stop['reasons'][0]
+    go = plan.preflight(facts, force_avic=True)
+    assert go['action'] == 'configure' and 'for testing only' in go['warnings'][0]
 
 
 def test_preflight_stops_on_hidden_avic_unless_forced(tmp_path):
@@ -50,7 +74,7 @@ def test_preflight_kernel_rules_and_overrides(tmp_path):
     stop = plan.preflight(old)
     assert stop['action'] == 'stop' and 'avic_host_allow_old_kernel' in stop['reasons'][0]
     assert plan.preflight(old, allow_old_kernel=True)['action'] == 'configure'
-    known = facts_for(tmp_path / 'b', 'zen2_epyc_7702.txt', kernel='5.4.30')
+    known = facts_for(tmp_path / 'b', 'zen2_epyc_7702.txt', kernel='5.6.7')
     warned = plan.preflight(known)
     assert warned['action'] == 'configure' and warned['warnings']
     refused = plan.preflight(known, refuse_known_issues=True)
@@ -63,12 +87,27 @@ def test_wanted_options_defaults_force_nested_and_extra():
     assert plan.wanted_options() == [('avic', '1'), ('npt', '1'), ('nested', '0')]
     assert plan.wanted_options(True, True) == [('avic', '1'), ('npt', '1'), ('nested', '1'),
                                                ('force_avic', '1')]
-    extra = plan.wanted_options(extra={'avic-ipi': False, 'nested': 1})
-    assert extra[-2:] == [('avic_ipi', '0'), ('nested', '1')]
+    extra = plan.wanted_options(extra={'avic-ipi': False, 'sev': 1})
+    assert extra[-2:] == [('avic_ipi', '0'), ('sev', '1')]
+    assert plan.wanted_options(avic=False)[0] == ('avic', '0')
     with pytest.raises(plan.PlanError, match='avic_host_extra_options'):
         plan.wanted_options(extra={'bad name': 1})
     with pytest.raises(plan.PlanError, match='no spaces or quotes'):
         plan.wanted_options(extra={'x': 'a b'})
+
+
+@pytest.mark.parametrize('key, variable', [('avic', 'avic_host_enabled'), ('nested', 'avic_host_nested'),
+                                           ('force-avic', 'avic_host_force_avic'), ('npt', 'always written')])
+def test_managed_options_are_refused_in_extra_options_by_name(key, variable):
+    with pytest.raises(plan.PlanError) as err:
+        plan.wanted_options(extra={key: '0'})
+    assert 'avic_host_extra_options' in str(err.value) and variable in str(err.value)
+    assert key.replace('-', '_') + ' is managed' in str(err.value)
+
+
+def test_force_avic_with_avic_off_is_a_contradiction():
+    with pytest.raises(plan.PlanError, match='avic_host_force_avic.*avic_host_enabled'):
+        plan.wanted_options(force_avic=True, avic=False)
 
 
 def test_modprobe_text_has_a_header_and_one_options_line():

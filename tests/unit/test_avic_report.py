@@ -61,3 +61,36 @@ def test_fleet_markdown_lists_hosts_and_guests(tmp_path):
     assert '| z2 | AMD EPYC 7702 64-Core Processor | Zen 2 | 6.1.0-26-amd64 | inactive | - | 0/0/1/2 | avic_disabled |' in text
     assert '| z2 | win\\|10 | running | inhibited | hyperv_synic | - |' in text
     assert '| z2 | broken | shut off | unreadable | not well-formed | - |' in text
+
+
+HOSTILE = ['win|10', 'a`b`c', '<script>alert(1)</script>', '**bold** _it_', 'x\\|y', '[link](http://x)',
+           'pipe | and `tick|`', 'new\nline', '~~gone~~ &amp;']
+
+
+def test_hostile_guest_names_render_as_written_in_the_markdown_table(tmp_path):
+    """Rendered by a real CommonMark parser with GitHub's tables: each name is one cell, verbatim."""
+    from markdown_it import MarkdownIt
+    facts = _host(tmp_path, 'z2', cpuinfo_name='zen2_epyc_7702.txt', params={'avic': 'N', 'npt': 'Y'})
+    domains = [avic_report.domain_result(name, [], True) for name in HOSTILE]
+    rows = [avic_report.host_summary('z2', facts, domains)]
+    text = '\n'.join(avic_report.fleet_markdown(rows, {'z2': domains}))
+    tokens = MarkdownIt('commonmark').enable('table').parse(text)
+    assert not [t for t in tokens if t.type in ('html_block', 'html_inline')]
+    cells, row, in_guests = [], None, False
+    for i, token in enumerate(tokens):
+        if token.type == 'heading_open':
+            in_guests = tokens[i + 1].content == 'Guests'
+        if not in_guests:
+            continue
+        if token.type == 'tr_open':
+            row = []
+        elif token.type == 'inline' and row is not None:
+            children = token.children or []
+            assert all(c.type in ('text', 'softbreak') for c in children), (token.content, children)
+            row.append(''.join(c.content for c in children))
+        elif token.type == 'tr_close':
+            cells.append(row)
+            row = None
+    names = [r[1] for r in cells[1:]]
+    assert names == [' '.join(n.split()) for n in HOSTILE]
+    assert all(len(r) == len(cells[0]) for r in cells), 'a name split a row into more cells'

@@ -6,6 +6,8 @@ __metaclass__ = type
 
 import json
 
+import pytest
+
 from conftest import run_ansible_module, run_module_direct
 
 MANAGED = '/etc/modprobe.d/vfio-avic-kvm_amd.conf'
@@ -71,7 +73,7 @@ def test_modprobe_reports_conflicts_and_comments_them_out_with_a_backup(tmp_path
 def test_modprobe_bad_input_changes_nothing(tmp_path):
     root = tree(tmp_path, {})
     status, result = modprobe(root, extra_options={'bad name': 1})
-    assert 'FAILED' in status and 'avic_host_extra_options' in result['msg']
+    assert 'FAILED' in status and 'extra_options' in result['msg'] and 'avic_host_' not in result['msg']
     status, result = modprobe(root, path='/etc/kvm.conf')
     assert 'FAILED' in status and '/etc/modprobe.d/' in result['msg']
     assert list((root / 'etc/modprobe.d').iterdir()) == []
@@ -170,3 +172,146 @@ def test_cmdline_refuses_unparseable_grub_quoting_and_changes_nothing(tmp_path):
     assert 'FAILED' in status and '/etc/default/grub line 1' in result['msg'] and 'quoting' in result['msg']
     assert (root / 'etc/default/grub').read_text() == bad
     assert sorted(p.name for p in (root / 'etc/default').iterdir()) == ['grub']
+
+
+# --- refusals that protect the boot and the managed state (nothing is changed) ---------------
+
+def direct(module, root, **args):
+    """(status word, result) of the module run as a script: the same code as under Ansible, faster."""
+    args['root'] = str(root)
+    result = run_module_direct(module, args)
+    return ('FAILED' if result.get('failed') else 'CHANGED' if result.get('changed') else 'SUCCESS'), result
+
+
+KERNEL_CMDLINE_TEXT = 'root=UUID=0b4c1b2e-1111 rootflags=subvol=@ rw quiet amd_iommu_intr=legacy\n'
+
+
+@pytest.mark.parametrize('remove, refused', [
+    (['root=UUID=0b4c1b2e-1111'], 'root=UUID=0b4c1b2e-1111'),
+    (['rootflags=subvol=@'], 'rootflags=subvol=@'),
+    (['rw'], 'rw'), (['ro'], 'ro'), (['init'], 'init'), (['resume'], 'resume'),
+    (['rd.luks.uuid'], 'rd.luks.uuid'), (['cryptdevice'], 'cryptdevice'),
+    (['quiet'], 'quiet'),                                   # the user's, not an owned family
+    (['amd_iommu_intr', 'root'], 'root'),                   # one bad item refuses the whole list
+])
+def test_cmdline_refuses_to_remove_what_the_collection_does_not_own(tmp_path, remove, refused):
+    root = tree(tmp_path, {'/etc/kernel/cmdline': KERNEL_CMDLINE_TEXT})
+    status, result = direct('avic_cmdline', root, args=['iommu=pt'], remove=remove, target='kernel_cmdline')
+    assert 'FAILED' in status, result
+    assert refused in result['msg'] and 'remove' in result['msg'] and 'nothing was changed' in result['msg']
+    assert (root / 'etc/kernel/cmdline').read_text() == KERNEL_CMDLINE_TEXT
+    assert sorted(p.name for p in (root / 'etc/kernel').iterdir()) == ['cmdline'], 'no backup, no temp file'
+
+
+def test_cmdline_removes_an_owned_family_and_keeps_the_root_arguments(tmp_path):
+    root = tree(tmp_path, {'/etc/kernel/cmdline': KERNEL_CMDLINE_TEXT + ''})
+    (root / 'etc/kernel/cmdline').write_text(KERNEL_CMDLINE_TEXT.replace('quiet', 'quiet amd_iommu=on kvm-amd.avic=0'))
+    status, result = direct('avic_cmdline', root, args=['iommu=pt'], target='kernel_cmdline',
+                            remove=['amd_iommu_intr', 'amd_iommu', 'kvm_amd.avic'])
+    assert 'CHANGED' in status, result
+    assert (root / 'etc/kernel/cmdline').read_text() == 'root=UUID=0b4c1b2e-1111 rootflags=subvol=@ rw quiet iommu=pt\n'
+
+
+@pytest.mark.parametrize('arg', ['root=/dev/sda1', 'rootflags=subvol=@root', 'ro', 'init=/bin/sh', 'rd.break'])
+def test_cmdline_refuses_to_own_a_boot_argument(tmp_path, arg):
+    root = tree(tmp_path, {'/etc/kernel/cmdline': KERNEL_CMDLINE_TEXT})
+    status, result = direct('avic_cmdline', root, args=['iommu=pt', arg], target='kernel_cmdline')
+    assert 'FAILED' in status and arg in result['msg'] and 'needed to boot' in result['msg']
+    assert (root / 'etc/kernel/cmdline').read_text() == KERNEL_CMDLINE_TEXT
+
+
+@pytest.mark.parametrize('key, option', [('avic', 'avic'), ('nested', 'nested'), ('force_avic', 'force_avic'),
+                                         ('kvm-amd.npt', None), ('npt', None)])
+def test_modprobe_refuses_managed_keys_in_extra_options(tmp_path, key, option):
+    root = tree(tmp_path, {})
+    status, result = direct('avic_modprobe', root, extra_options={key.replace('kvm-amd.', ''): '0'})
+    assert 'FAILED' in status and 'is managed' in result['msg'], result
+    if option:
+        assert 'use %s instead' % option in result['msg']
+    assert list((root / 'etc/modprobe.d').iterdir()) == []
+
+
+def test_modprobe_avic_false_turns_avic_off_on_purpose(tmp_path):
+    root = tree(tmp_path, {})
+    status, result = direct('avic_modprobe', root, avic=False)
+    assert 'CHANGED' in status and result['options']['avic'] == '0'
+    assert (root / MANAGED.lstrip('/')).read_text().endswith('options kvm_amd avic=0 npt=1 nested=0\n')
+    status, result = direct('avic_modprobe', root, avic=False, force_avic=True)
+    assert 'FAILED' in status and 'force_avic' in result['msg'] and 'avic_host_' not in result['msg']
+
+
+@pytest.mark.parametrize('path', ['/run/whatever.conf', '/run/modprobe.d/x.conf', '/lib/modprobe.d/x.conf',
+                                  '/usr/lib/modprobe.d/x.conf', '/etc/modprobe.d/sub/x.conf',
+                                  '/etc/modprobe.d/../x.conf', '/etc/modprobe.d/x.txt', '/etc/modprobe.d/.conf'])
+def test_modprobe_writes_only_a_conf_file_in_etc_modprobe_d(tmp_path, path):
+    root = tree(tmp_path, {})
+    status, result = direct('avic_modprobe', root, path=path)
+    assert 'FAILED' in status and path in result['msg'], result
+    assert [p for p in root.rglob('*') if p.is_file()] == []
+
+
+# --- unusual real files: edited correctly, every other byte kept, or refused with nothing changed --
+
+@pytest.mark.parametrize('case, text, expected', [
+    ('defined twice: the last one wins in the shell, it is the one edited',
+     'GRUB_CMDLINE_LINUX_DEFAULT="quiet"\nGRUB_CMDLINE_LINUX_DEFAULT="quiet splash"\n',
+     'GRUB_CMDLINE_LINUX_DEFAULT="quiet"\nGRUB_CMDLINE_LINUX_DEFAULT="quiet splash iommu=pt"\n'),
+    ('a $VAR reference is kept as written',
+     'EXTRA="mitigations=off"\nGRUB_CMDLINE_LINUX_DEFAULT="quiet $EXTRA"\n',
+     'EXTRA="mitigations=off"\nGRUB_CMDLINE_LINUX_DEFAULT="quiet $EXTRA iommu=pt"\n'),
+    ('a multi-line continuation stays on its lines',
+     'GRUB_CMDLINE_LINUX_DEFAULT="quiet \\\n  splash"\nGRUB_TIMEOUT=5\n',
+     'GRUB_CMDLINE_LINUX_DEFAULT="quiet \\\n  splash iommu=pt"\nGRUB_TIMEOUT=5\n'),
+    ('commented-out duplicates are left alone',
+     '#GRUB_CMDLINE_LINUX_DEFAULT="old"\nGRUB_CMDLINE_LINUX_DEFAULT="quiet"\n# GRUB_CMDLINE_LINUX_DEFAULT="x"\n',
+     '#GRUB_CMDLINE_LINUX_DEFAULT="old"\nGRUB_CMDLINE_LINUX_DEFAULT="quiet iommu=pt"\n# GRUB_CMDLINE_LINUX_DEFAULT="x"\n'),
+    ('no trailing newline: none is added',
+     'GRUB_DEFAULT=0\nGRUB_CMDLINE_LINUX_DEFAULT="quiet"',
+     'GRUB_DEFAULT=0\nGRUB_CMDLINE_LINUX_DEFAULT="quiet iommu=pt"'),
+    ('the value extends itself',
+     'GRUB_CMDLINE_LINUX_DEFAULT="quiet"\nGRUB_CMDLINE_LINUX_DEFAULT="$GRUB_CMDLINE_LINUX_DEFAULT splash"\n',
+     'GRUB_CMDLINE_LINUX_DEFAULT="quiet"\nGRUB_CMDLINE_LINUX_DEFAULT="$GRUB_CMDLINE_LINUX_DEFAULT splash iommu=pt"\n'),
+    ('CRLF line ends are refused: the shell would read the \\r into the values',
+     'GRUB_DEFAULT=0\r\nGRUB_CMDLINE_LINUX_DEFAULT="quiet"\r\nGRUB_TIMEOUT=5\r\n', None),
+])
+def test_unusual_grub_files_are_edited_exactly_or_refused(tmp_path, case, text, expected):
+    root = tree(tmp_path, {'/etc/default/grub': text})
+    status, result = direct('avic_cmdline', root, args=['iommu=pt'], target='grub')
+    now = (root / 'etc/default/grub').read_bytes().decode()
+    if expected is None:
+        assert 'FAILED' in status and 'CRLF' in result['msg'] and 'nothing was changed' in result['msg'], case
+        assert now == text, case
+    else:
+        assert 'CHANGED' in status, (case, result)
+        assert now == expected, case
+        status, result = direct('avic_cmdline', root, args=['iommu=pt'], target='grub')
+        assert 'SUCCESS' in status and result['changed'] is False, case
+    assert [p.name for p in (root / 'etc/default').iterdir() if p.name.startswith('.vfio-avic')] == []
+
+
+@pytest.mark.parametrize('case, files, conflicts, kept', [
+    ('options of kvm_amd split over two files',
+     {'a.conf': 'options kvm_amd avic=1\n', 'b.conf': 'options kvm_amd nested=1\n'},
+     [('/etc/modprobe.d/b.conf', 'nested')], {'a.conf': 'options kvm_amd avic=1\n'}),
+    ('an install line replaces the load: reported, never commented out',
+     {'k.conf': 'install kvm_amd /bin/false\n'},
+     [('/etc/modprobe.d/k.conf', None)], {'k.conf': 'install kvm_amd /bin/false\n'}),
+    ('softdep and blacklist lines',
+     {'s.conf': 'softdep kvm_amd pre: ccp\nblacklist kvm_amd\n'},
+     [('/etc/modprobe.d/s.conf', None)], {'s.conf': 'softdep kvm_amd pre: ccp\nblacklist kvm_amd\n'}),
+    ('a continued options line is commented out whole, its other options kept',
+     {'c.conf': 'options kvm_amd sev=1 \\\n   avic=0\noptions kvm ignore_msrs=1\n'},
+     [('/etc/modprobe.d/c.conf', 'avic')],
+     {'c.conf': '# options kvm_amd sev=1  # disabled by vfio.avic.host\n'
+                '#    avic=0  # disabled by vfio.avic.host\noptions kvm_amd sev=1\noptions kvm ignore_msrs=1\n'}),
+])
+def test_unusual_modprobe_files(tmp_path, case, files, conflicts, kept):
+    root = tree(tmp_path, dict(('/etc/modprobe.d/' + k, v) for k, v in files.items()))
+    _status, result = direct('avic_modprobe', root)
+    found = sorted((c['path'], c['option']) for c in result['conflicts'])
+    assert found == sorted(conflicts), (case, result['conflicts'])
+    status, result = direct('avic_modprobe', root, comment_conflicts=True)
+    assert 'FAILED' not in status, (case, result)
+    for name, text in kept.items():
+        assert (root / 'etc/modprobe.d' / name).read_text() == text, case
+    assert [c for c in result['conflicts'] if c['option']] == [], case

@@ -24,10 +24,10 @@ def test_the_host_role_reports_active_after_the_reboot(host):
 
 def test_owned_arguments_and_the_users_are_on_the_running_command_line(host):
     cmdline = host.file('/proc/cmdline').content_string.split()
-    assert 'amd_iommu=on' in cmdline and 'iommu=pt' in cmdline
+    assert 'iommu=pt' in cmdline and 'amd_iommu=on' not in cmdline
     assert 'console=ttyS0,115200' in cmdline and 'quiet' in cmdline
     grub = host.file('/etc/default/grub').content_string
-    assert 'GRUB_CMDLINE_LINUX_DEFAULT="quiet amd_iommu=on iommu=pt"' in grub
+    assert 'GRUB_CMDLINE_LINUX_DEFAULT="quiet iommu=pt"' in grub
 
 
 def test_the_backports_kernel_runs_and_is_held(host):
