@@ -52,6 +52,7 @@ def _guest_from_role(entry, previous=None):
         'backup': entry.get('backup'),
         'reasons': reasons,
         'error': previous.get('error') or ('; '.join(reasons) if state == 'error' else None),
+        'source': previous.get('source', 'libvirt'),
     }
     return result
 
@@ -118,7 +119,7 @@ def merge_host(summary, domains=None, host_status=None, kernel_report=None, gues
             pending.append('reload')
         if row['status'] == 'pending_reboot' and 'reboot' not in pending:
             pending.append('reboot')
-        if row['status'] in ('active', 'unsupported'):
+        if row['status'] in ('active', 'unsupported', 'disabled'):
             # the facts' "configured differs from running" was read before the role acted
             pending = [p for p in pending if p in ('reload', 'reboot', 'kernel')]
 
@@ -168,12 +169,74 @@ def audit_domains(domains, facts):
     return results
 
 
+def _inhibits(findings):
+    return [f['id'] for f in findings or [] if isinstance(f, dict) and f.get('severity') == 'inhibit']
+
+
+def _restart_from_evidence(entry, defined_inhibits, running_findings, what):
+    """A guest whose running command line has inhibitors that its definition no longer has runs
+    the old settings: restart_required, with the evidence in ``reasons``."""
+    running = _inhibits(running_findings)
+    entry['running_inhibits'] = running
+    stale = [i for i in running if i not in defined_inhibits]
+    if stale and entry['verdict'] in ('ready', 'inhibited'):
+        entry['verdict'] = 'restart_required'
+        entry['reasons'] = ['the running command line still has %s, which the %s no longer has'
+                            % (', '.join(stale), what)]
+
+
+def running_guests(domains, facts):
+    """The audited libvirt domains plus every other guest avic_facts saw: running QEMU processes
+    that libvirt does not know (source 'qemu' or 'proxmox', audited from /proc/<pid>/cmdline) and
+    the defined Proxmox VE guests (audited from <vmid>.conf).  A running libvirt or Proxmox guest
+    whose command line has inhibitors that its definition no longer has is restart_required."""
+    out = []
+    for dom in domains or []:
+        entry = dict(dom)
+        entry.setdefault('source', 'libvirt')
+        out.append(entry)
+    by_name = dict((d['name'], d) for d in out)
+    pve = dict((g.get('vmid'), g) for g in facts.get('proxmox_guests') or [] if isinstance(g, dict))
+    seen_vmids = set()
+    for proc in facts.get('guests') or []:
+        if not isinstance(proc, dict):
+            continue
+        findings = proc.get('findings')
+        known = by_name.get(proc.get('name')) if proc.get('source') == 'libvirt' else None
+        if known is not None:
+            if known.get('active') and findings is not None and known['verdict'] != 'unreadable':
+                _restart_from_evidence(known, known['inhibits'], findings, 'persistent XML')
+            continue
+        name = proc.get('name') or ('vm%s' % proc['vmid'] if proc.get('vmid') else 'pid %s' % proc.get('pid'))
+        error = None if findings is not None else (proc.get('error') or 'not audited')
+        entry = avic_report.domain_result(name, findings or [], True, error)
+        entry.update({'source': proc.get('source') or 'qemu', 'pid': proc.get('pid'),
+                      'vmid': proc.get('vmid')})
+        conf = pve.get(proc.get('vmid')) if entry['source'] == 'proxmox' else None
+        if conf is not None:
+            seen_vmids.add(proc['vmid'])
+            entry['name'] = conf.get('name') or entry['name']
+            if conf.get('findings') is not None and findings is not None:
+                _restart_from_evidence(entry, _inhibits(conf['findings']), findings, 'configuration')
+        out.append(entry)
+    for vmid in sorted(v for v in pve if v not in seen_vmids):
+        conf = pve[vmid]
+        findings = conf.get('findings')
+        entry = avic_report.domain_result(conf.get('name') or 'vm%s' % vmid, findings or [],
+                                          bool(conf.get('running')),
+                                          conf.get('error') if findings is None else None)
+        entry.update({'source': 'proxmox', 'vmid': vmid})
+        out.append(entry)
+    return out
+
+
 def _audit_host_domains(facts):
-    """(domains, reason): audit_domains() for one host of the fleet.  Facts the audit cannot use
-    (a kernel release that does not parse, or none) make that host's guests unreadable, with the
-    reason, instead of failing the report of every host; reason is None otherwise."""
+    """(domains, reason): audit_domains() for one host of the fleet, with the guests libvirt does
+    not run (running_guests()).  Facts the audit cannot use (a kernel release that does not parse,
+    or none) make that host's guests unreadable, with the reason, instead of failing the report
+    of every host; reason is None otherwise."""
     try:
-        return audit_domains(facts.get('domains'), facts), None
+        return running_guests(audit_domains(facts.get('domains'), facts), facts), None
     except avic_domain.HostFactsError as exc:
         reason = 'guests not audited: the host facts are not usable (%s)' % exc
         return [avic_report.domain_result(

@@ -17,22 +17,44 @@ __metaclass__ = type
 import os
 import re
 
-from ansible_collections.vfio.avic.plugins.module_utils import avic_cpu, avic_host, avic_hostplan, avic_kernel
+from ansible_collections.vfio.avic.plugins.module_utils import (
+    avic_cpu, avic_domain, avic_host, avic_hostplan, avic_kernel, avic_proxmox, avic_qemu)
 
 FACTS_SCHEMA = 1
 
 BIN_DIRS = ('usr/sbin', 'usr/bin', 'sbin', 'bin', 'usr/local/sbin', 'usr/local/bin')
 
+# Kernel log lines about AVIC, from the format strings in arch/x86/kvm/svm/avic.c and
+# drivers/iommu/amd/init.c. The prefix is "SVM: " before 6.3 and "kvm_amd: " from 6.3
+# (avic_kernel.KMSG_MODULE_PREFIX); the patterns match either.
 DMESG_PATTERNS = (
     ('avic_enabled', re.compile(r'\bAVIC enabled\b')),
     ('x2avic_enabled', re.compile(r'\bx2AVIC enabled\b')),
-    ('avic_forced', re.compile(r'AVIC is not supported in CPUID but force enabled')),
+    # 5.19-6.17: "AVIC is not supported in CPUID but force enabled" (+ "Your system might
+    # crash and burn"); 6.18+: "AVIC unsupported in CPUID but force enabled, your system
+    # might crash and burn", then "AVIC enabled".
+    ('avic_forced', re.compile(r'AVIC (?:is not supported|unsupported) in CPUID but force enabled')),
     ('force_avic_taint', re.compile(r'Setting dangerous option force_avic')),
+    # An SEV-SNP host without HvInUseWrAllowed keeps AVIC off ("KVM: SVM: Disable AVIC on
+    # SNP-enabled system without HvInUseWrAllowed feature").
+    ('avic_snp_hvinusewr', re.compile(r'AVIC disabled: missing HvInUseWrAllowed')),
+    # FW_BUG: x2AVIC in CPUID without AVIC ("Cannot enable x2AVIC, AVIC is unsupported";
+    # 6.0-6.x: "Cannot support x2AVIC due to AVIC is disabled").
+    ('x2avic_fw_bug', re.compile(r'Cannot (?:enable|support) x2AVIC')),
     ('iommu_vapic', re.compile(r'AMD-Vi: Virtual APIC enabled')),
     ('iommu_intremap', re.compile(r'AMD-Vi: Interrupt remapping enabled')),
+    # SNP host whose IOMMU cannot keep guest vAPIC mode with SNP: IOMMU AVIC is off.
+    ('iommu_vapic_snp_off', re.compile(r'Force to disable Virtual APIC due to SNP')),
 )
+# "x2AVIC enabled (max N vCPUs)" (6.19+, X86_FEATURE_X2AVIC_EXT sizes N).
+_X2AVIC_MAX_RE = re.compile(r'x2AVIC enabled \(max (\d+) vCPUs\)')
+# The prefix in front of "AVIC enabled": "SVM" before 6.3, "kvm_amd" from 6.3.
+_AVIC_PREFIX_RE = re.compile(r'(?:^|\]\s*)([A-Za-z_][\w-]*): (?:x2)?AVIC enabled', re.M)
 
-QEMU_NAMES = ('qemu-system-x86_64', 'qemu-kvm', 'qemu-system-i386')
+# 'kvm' is Proxmox VE's QEMU (/usr/bin/kvm, qemu-server's config_to_command)
+QEMU_NAMES = ('qemu-system-x86_64', 'qemu-kvm', 'qemu-system-i386', 'kvm')
+PVE_QEMU_DIR = '/etc/pve/qemu-server'
+PVE_CPU_MODELS = '/etc/pve/virtual-guest/cpu-models.conf'
 
 
 class Reader(object):
@@ -250,18 +272,24 @@ def _initramfs(reader):
             'command': reader.which(command) if command else None}
 
 
-def _guest_name(argv):
-    for index, arg in enumerate(argv[:-1]):
-        if arg == '-name':
-            value = argv[index + 1]
-            for part in value.split(','):
-                if part.startswith('guest='):
-                    return part[len('guest='):]
-            return value.split(',')[0]
-    return None
+def _guest_source(reader, argv, name):
+    """('libvirt'|'proxmox'|'qemu', Proxmox VM ID or None) of a QEMU process: libvirt names its
+    guests '-name guest=...' and keeps /run/libvirt/qemu/<name>.pid; qemu-server passes '-id
+    <vmid>' for /etc/pve/qemu-server/<vmid>.conf."""
+    _program, options = avic_qemu.parse_options(argv)
+    values = dict((opt, value) for opt, value in options if value is not None)
+    vmid = values.get('id')
+    if vmid and vmid.isdigit() and reader.exists('%s/%s.conf' % (PVE_QEMU_DIR, vmid)):
+        return 'proxmox', int(vmid)
+    if (values.get('name') or '').startswith('guest=') or \
+            (name and reader.exists('/run/libvirt/qemu/%s.pid' % name)):
+        return 'libvirt', None
+    return 'qemu', None
 
 
 def _guests(reader):
+    """Running QEMU processes with the guest model of their command line (key '_summary',
+    audited and removed by gather() once the host facts are known)."""
     guests = []
     for entry in reader.listdir('/proc'):
         if not entry.isdigit():
@@ -272,13 +300,59 @@ def _guests(reader):
         argv = [a for a in raw.split('\0') if a]
         if not argv or os.path.basename(argv[0]) not in QEMU_NAMES:
             continue
-        joined = ' '.join(argv)
+        name = avic_qemu.guest_name(argv)
+        source, vmid = _guest_source(reader, argv, name)
+        try:
+            summary, error = avic_qemu.qemu_summary(argv), None
+        except avic_qemu.QemuArgvError as exc:
+            summary, error = None, str(exc)
         guests.append({
             'pid': int(entry),
-            'name': _guest_name(argv),
-            'kvm': '-enable-kvm' in argv or 'accel=kvm' in joined or '-accel kvm' in joined,
+            'name': name,
+            'kvm': bool(summary and summary['type'] == 'kvm'),
+            'source': source,
+            'vmid': vmid,
+            'error': error,
+            '_summary': summary,
         })
     return guests
+
+
+def _proxmox_guests(reader, running):
+    """Proxmox VE guests defined on this node (/etc/pve/qemu-server/<vmid>.conf), with the
+    guest model of their configuration as qemu-server would start them ('_summary')."""
+    if not reader.exists(PVE_QEMU_DIR):
+        return None
+    models = reader.text(PVE_CPU_MODELS)
+    guests = []
+    for entry in reader.listdir(PVE_QEMU_DIR):
+        vmid = entry[:-len('.conf')] if entry.endswith('.conf') else ''
+        if not vmid.isdigit():
+            continue
+        text = reader.text('%s/%s' % (PVE_QEMU_DIR, entry))
+        summary, error, name = None, None, None
+        try:
+            conf = avic_proxmox.parse_conf(text, '%s/%s' % (PVE_QEMU_DIR, entry))
+            name = conf.get('name') or 'vm%s' % vmid
+            summary = avic_proxmox.proxmox_summary(conf, int(vmid), models, '%s/%s' % (PVE_QEMU_DIR, entry))
+        except (avic_proxmox.ProxmoxConfigError, avic_qemu.QemuArgvError) as exc:
+            error = str(exc)
+        guests.append({'vmid': int(vmid), 'name': name, 'running': int(vmid) in running,
+                       'error': error, '_summary': summary})
+    return guests
+
+
+def _audit_guests(entries, facts):
+    """Replace each entry's '_summary' by its findings on this host (None when not audited)."""
+    for entry in entries or []:
+        summary = entry.pop('_summary', None)
+        entry['findings'] = None
+        if summary is None:
+            continue
+        try:
+            entry['findings'] = avic_domain.audit_summary(summary, facts)
+        except avic_domain.HostFactsError as exc:
+            entry['error'] = 'not audited: the host facts are not usable (%s)' % exc
 
 
 def _container(reader):
@@ -332,22 +406,33 @@ def _domains(reader, run, uri):
     return domains, None
 
 
+def parse_dmesg(text):
+    """What the kernel log says about AVIC: a dict of booleans (DMESG_PATTERNS), plus
+    ``x2avic_max_vcpus`` (int or None) and ``prefix`` ("SVM", "kvm_amd" or None)."""
+    text = text or ''
+    found = {}
+    for key, pattern in DMESG_PATTERNS:
+        found[key] = bool(pattern.search(text))
+    match = _X2AVIC_MAX_RE.search(text)
+    found['x2avic_max_vcpus'] = int(match.group(1)) if match else None
+    match = _AVIC_PREFIX_RE.search(text)
+    found['prefix'] = match.group(1) if match else None
+    return found
+
+
 def _dmesg(run):
     rc, out, _err = run(['dmesg'])
     if rc != 0:
         return None
-    found = {}
-    for key, pattern in DMESG_PATTERNS:
-        found[key] = bool(pattern.search(out or ''))
-    return found
+    return parse_dmesg(out)
 
 
 def gather(root='/', run=None, dmesg=True, guests=True, domains=False,
            libvirt_uri='qemu:///system'):
     """All facts as one JSON-ready dict (the ``vfio_avic`` fact)."""
     reader = Reader(root)
-    cpu = avic_cpu.classify_cpu(reader.text('/proc/cpuinfo', ''))
     release, upstream, version = _kernel(reader)
+    cpu = avic_cpu.classify_cpu(reader.text('/proc/cpuinfo', ''), release if version else None)
     kvm_amd = _module_params(reader, 'kvm_amd')
     kvm_intel = _module_params(reader, 'kvm_intel')
     modprobe = _modprobe(reader)
@@ -384,6 +469,7 @@ def gather(root='/', run=None, dmesg=True, guests=True, domains=False,
         'kernel_packages': _kernel_packages(reader),
         'initramfs': _initramfs(reader),
         'guests': _guests(reader) if guests else None,
+        'proxmox_guests': None,
         'libvirt': _libvirt(reader, run),
         'container': _container(reader),
         'tainted': None,
@@ -396,4 +482,9 @@ def gather(root='/', run=None, dmesg=True, guests=True, domains=False,
     findings = avic_host.host_findings(facts)
     facts['findings'] = findings
     facts['status'] = avic_host.host_status(facts, findings)
+    if guests:
+        running = set(g['vmid'] for g in facts['guests'] if g['source'] == 'proxmox')
+        facts['proxmox_guests'] = _proxmox_guests(reader, running)
+        _audit_guests(facts['guests'], facts)
+        _audit_guests(facts['proxmox_guests'], facts)
     return facts

@@ -82,7 +82,11 @@ def host_report_lines(summary, facts, domains=None):
         lines.append('  guests: not listed (%s)' % ' '.join(summary['domains_error'].split()))
     for dom in domains or []:
         state = 'running' if dom['active'] else 'shut off'
+        if dom.get('source') not in (None, 'libvirt'):
+            state = '%s, %s' % (dom['source'], state)
         lines.append('  guest %s (%s): %s' % (dom['name'], state, dom['verdict'].replace('_', ' ')))
+        if dom['verdict'] == 'restart_required' and dom.get('running_inhibits') is not None:
+            lines.extend('      %s' % reason for reason in dom.get('reasons') or [])
         if dom.get('fixed'):
             lines.append('      fixed: %s' % ', '.join(dom['fixed']))
         if dom.get('runtime'):
@@ -186,7 +190,7 @@ def fleet_table(rows):
     return out
 
 
-_EXTRA_STATES = ('pending_reload', 'pending_reboot', 'failed')
+_EXTRA_STATES = ('pending_reload', 'pending_reboot', 'failed', 'disabled')
 
 
 def fleet_totals(rows):
@@ -203,8 +207,20 @@ def fleet_totals(rows):
     return totals
 
 
+# Characters that Markdown (CommonMark and GitHub's tables) would read as markup in a cell: a
+# backslash escape makes each one literal, so a name such as "a|b`<x>" renders as written. An
+# underscore is markup only at the edge of a word (pending_reboot stays as it is).
+_MD_SPECIAL = '\\`*[]<>|~&'
+
+
 def _md(text):
-    return str(text).replace('|', '\\|').replace('\n', ' ')
+    """``text`` as the literal content of one Markdown table cell (one line, markup escaped)."""
+    flat = ' '.join(str(text).split())
+    out = []
+    for i, char in enumerate(flat):
+        edge = char == '_' and not (0 < i < len(flat) - 1 and flat[i - 1].isalnum() and flat[i + 1].isalnum())
+        out.append('\\' + char if char in _MD_SPECIAL or edge else char)
+    return ''.join(out)
 
 
 def fleet_markdown(rows, domains_by_host=None):
@@ -235,7 +251,7 @@ def fleet_markdown(rows, domains_by_host=None):
                 % (' runtime |' if sampled else ''),
                 '|---|---|---|---|---|---|%s' % ('---|' if sampled else '')]
         for host, dom in guests:
-            cells = [host, dom['name'], 'running' if dom.get('active') else 'shut off',
+            cells = [host, _guest_label(dom), 'running' if dom.get('active') else 'shut off',
                      dom['verdict'].replace('_', ' '),
                      ', '.join(dom.get('inhibits') or []) or (dom.get('error') or '-'),
                      ', '.join(dom.get('warnings') or []) or '-']
@@ -243,6 +259,13 @@ def fleet_markdown(rows, domains_by_host=None):
                 cells.append(_runtime_guest_cell(dom.get('runtime')))
             out.append('| %s |' % ' | '.join(_md(c) for c in cells))
     return out
+
+
+def _guest_label(dom):
+    """A guest's name, with its source when libvirt does not run it (proxmox, qemu)."""
+    if dom.get('source') in (None, 'libvirt'):
+        return dom['name']
+    return '%s (%s)' % (dom['name'], dom['source'])
 
 
 def _runtime_guest_cell(sample):

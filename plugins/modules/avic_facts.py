@@ -36,7 +36,9 @@ options:
     default: true
   gather_guests:
     description:
-      - List running QEMU processes (pid, libvirt domain name, whether KVM is used).
+      - List running QEMU processes (pid, guest name, whether KVM is used, source), each audited
+        from its command line, and on a Proxmox VE node the defined guests, audited from their
+        configuration (no extra command runs).
     type: bool
     default: true
   gather_domains:
@@ -205,7 +207,25 @@ ansible_facts:
           description: Initramfs C(tool), its C(command) and whether kvm_amd is listed in its configuration.
           type: dict
         guests:
-          description: Running QEMU processes (pid, name, kvm).
+          description:
+            - Running QEMU processes, each audited from its C(/proc/<pid>/cmdline) with the rules of
+              the C(vfio.avic.qemu_avic_issues) filter (the same as the libvirt domain audit).
+            - C(pid); C(name) (C(-name)); C(kvm) (runs under KVM); C(source) (C(libvirt) for
+              C(-name guest=...) or a pidfile in C(/run/libvirt/qemu), C(proxmox) when
+              C(/etc/pve/qemu-server/<vmid>.conf) exists for C(-id <vmid>), else C(qemu));
+              C(vmid) (Proxmox VE, else null); C(findings) (C({id, severity, message, fix}), null
+              when the command line or the host facts could not be read); C(error).
+          type: list
+          elements: dict
+          sample: [{pid: 4242, name: win, kvm: true, source: proxmox, vmid: 100, error: null,
+                    findings: [{id: hyperv_synic, severity: inhibit, message: '...', fix: '...'}]}]
+        proxmox_guests:
+          description:
+            - With O(gather_guests) on a Proxmox VE node, the guests defined in
+              C(/etc/pve/qemu-server/*.conf), each audited as qemu-server would start it (the
+              C(vfio.avic.proxmox_avic_issues) filter); null elsewhere.
+            - C(vmid), C(name), C(running), C(findings) (null when the configuration could not be
+              read), C(error).
           type: list
           elements: dict
         libvirt:
@@ -218,7 +238,12 @@ ansible_facts:
           description: Kernel taint mask.
           type: int
         dmesg:
-          description: Which AVIC and AMD-Vi kernel log lines were seen, null when not read.
+          description:
+            - Which AVIC and AMD-Vi kernel log lines were seen, null when not read. Booleans
+              C(avic_enabled), C(x2avic_enabled), C(avic_forced), C(force_avic_taint),
+              C(avic_snp_hvinusewr), C(x2avic_fw_bug), C(iommu_vapic), C(iommu_intremap),
+              C(iommu_vapic_snp_off); C(x2avic_max_vcpus) (6.19+, else null) and C(prefix)
+              (C(SVM) before kernel 6.3, C(kvm_amd) from 6.3, null when no AVIC line).
           type: dict
         domains:
           description:

@@ -4,10 +4,14 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
+import os
+import shutil
+
+import pytest
 
 from ansible_collections.vfio.avic.plugins.module_utils import avic_gather
 
-from conftest import write_host_tree
+from conftest import FIXTURES, write_host_tree
 
 QEMU_ARGV = ['/usr/bin/qemu-system-x86_64', '-name', 'guest=win10,debug-threads=on', '-S',
              '-machine', 'pc-q35-7.2,usb=off,dump-guest-core=off', '-accel', 'kvm', '-m', '8192']
@@ -58,12 +62,17 @@ def test_zen4_host_active_with_a_running_guest(host_tree):
                      guests={4242: QEMU_ARGV, 17: ['/usr/sbin/sshd', '-D']})
     facts = avic_gather.gather(root=root)
     assert facts['avic'] is True and facts['x2avic'] is True
-    assert facts['status'] == 'active' and ids(facts) == []
+    # amd_iommu=on on the command line is the only finding (it is not an AMD IOMMU option).
+    assert facts['status'] == 'active' and ids(facts) == ['amd_iommu_on_noop']
     assert facts['cmdline_kvm_amd'] == {'avic': '1'} and facts['pending'] == {}
     assert facts['iommu']['amd_iommu'] == 'on' and facts['iommu']['iommu'] == 'pt'
     assert facts['iommu']['amd_vi'] is True
     assert facts['boot_loader']['kind'] == 'systemd-boot'
-    assert facts['guests'] == [{'pid': 4242, 'name': 'win10', 'kvm': True}]
+    guest = facts['guests'][0]
+    assert len(facts['guests']) == 1
+    assert (guest['pid'], guest['name'], guest['kvm'], guest['source']) == (4242, 'win10', True, 'libvirt')
+    # qemu64 without -cpu, PIT in reinject mode: the command-line audit on this Zen 4 host
+    assert [f['id'] for f in guest['findings']] == ['cpu_mode_not_host', 'pit_reinject']
 
 
 def test_zen3_client_hidden_and_not_loaded_in_a_container(host_tree):
@@ -78,7 +87,10 @@ def test_forced_avic(host_tree):
     root = host_tree(cpuinfo_name='amd_vm_epyc_svm.txt',
                      params={'avic': 'Y', 'force_avic': 'Y', 'npt': 'Y', 'nested': '0'})
     facts = avic_gather.gather(root=root)
-    assert facts['status'] == 'active' and ids(facts) == ['avic_forced']
+    # The TCG guest shows family 0x17 (EPYC model), so the kernel's erratum #1235 rule applies
+    # to it: on 6.1 IPI virtualisation is on and the erratum counts as live.
+    assert facts['status'] == 'active' and ids(facts) == ['avic_forced', 'ipiv_erratum_live']
+    assert facts['cpu']['status'] == 'vm_no_avic'
 
 
 def test_intel_and_vm_without_svm(host_tree, tmp_path):
@@ -234,3 +246,114 @@ def test_proxmox_esp_modes_decide_the_target(host_tree):
     facts = avic_gather.gather(root=root, run=runner('grub'))
     assert calls == [] and facts['boot_cmdline']['esp_modes'] is None
     assert facts['boot_loader']['kind'] == 'proxmox-boot-tool'
+
+
+# --- kernel log (dmesg) per kernel boundary ---------------------------------------------
+# Lines as the kernels print them (format strings of arch/x86/kvm/svm/avic.c, svm.c and
+# drivers/iommu/amd/init.c at each release; prefix "SVM: " before 6.3, "kvm_amd: " from 6.3).
+DMESG_6_1_FORCED = (  # seen on Debian 12's 6.1 kernel in the VM lab with force_avic=1
+    '[    3.101] kvm_amd: Setting dangerous option force_avic - tainting kernel\n'
+    '[    3.102] SVM: AVIC is not supported in CPUID but force enabled\n'
+    '[    3.102] SVM: Your system might crash and burn\n')
+DMESG_6_17_ZEN4 = (
+    '[    1.9] AMD-Vi: Interrupt remapping enabled\n'
+    '[    1.9] AMD-Vi: Virtual APIC enabled\n'
+    '[    4.2] kvm_amd: AVIC enabled\n'
+    '[    4.2] kvm_amd: x2AVIC enabled\n')
+DMESG_6_18_FORCED = (
+    '[    3.1] kvm_amd: Setting dangerous option force_avic - tainting kernel\n'
+    '[    3.2] kvm_amd: AVIC unsupported in CPUID but force enabled, your system might crash and burn\n'
+    '[    3.2] kvm_amd: AVIC enabled\n')
+DMESG_6_19_ZEN5 = (
+    '[    4.2] kvm_amd: AVIC enabled\n'
+    '[    4.2] kvm_amd: x2AVIC enabled (max 4096 vCPUs)\n')
+DMESG_SNP = (
+    '[    4.6] AMD-Vi: Force to disable Virtual APIC due to SNP\n'
+    '[    9.1] kvm_amd: AVIC disabled: missing HvInUseWrAllowed on SNP-enabled system\n')
+DMESG_FW_BUG = '[    4.2] kvm_amd: [Firmware Bug]: Cannot enable x2AVIC, AVIC is unsupported\n'
+
+
+@pytest.mark.parametrize('text,expected', [
+    (DMESG_6_1_FORCED, {'avic_forced': True, 'force_avic_taint': True, 'avic_enabled': False,
+                        'prefix': None}),
+    (DMESG_6_17_ZEN4, {'avic_enabled': True, 'x2avic_enabled': True, 'x2avic_max_vcpus': None,
+                       'iommu_vapic': True, 'iommu_intremap': True, 'prefix': 'kvm_amd'}),
+    (DMESG_6_18_FORCED, {'avic_forced': True, 'force_avic_taint': True, 'avic_enabled': True,
+                         'x2avic_enabled': False}),
+    (DMESG_6_19_ZEN5, {'x2avic_enabled': True, 'x2avic_max_vcpus': 4096}),
+    (DMESG_SNP, {'iommu_vapic_snp_off': True, 'avic_snp_hvinusewr': True, 'iommu_vapic': False,
+                 'avic_enabled': False}),
+    (DMESG_FW_BUG, {'x2avic_fw_bug': True, 'x2avic_enabled': False}),
+    ('[    2.1] SVM: AVIC enabled\n', {'avic_enabled': True, 'prefix': 'SVM'}),
+    ('', {'avic_enabled': False, 'x2avic_max_vcpus': None, 'prefix': None}),
+])
+def test_parse_dmesg_across_kernels(text, expected):
+    found = avic_gather.parse_dmesg(text)
+    assert dict((k, found[k]) for k in expected) == expected
+
+
+@pytest.mark.parametrize('text,finding', [
+    (DMESG_SNP, ['avic_snp_hvinusewr', 'iommu_vapic_snp_off']),
+    (DMESG_FW_BUG, ['x2avic_fw_bug']),
+    (DMESG_6_17_ZEN4, []),
+])
+def test_dmesg_findings(text, finding, host_tree):
+    facts = avic_gather.gather(root=host_tree(cpuinfo_name='zen4_epyc_9654.txt', kernel='6.18.2',
+                                              params={'avic': 'N', 'npt': 'Y', 'nested': '0'}))
+    from ansible_collections.vfio.avic.plugins.module_utils import avic_host
+    facts['dmesg'] = avic_gather.parse_dmesg(text)
+    got = [f['id'] for f in avic_host.host_findings(facts)
+           if f['id'] in ('avic_snp_hvinusewr', 'iommu_vapic_snp_off', 'x2avic_fw_bug')]
+    assert sorted(got) == finding
+
+
+# --- sysfs profiles per kernel boundary -----------------------------------------------------
+
+def sysfs_host(tmp_path, profile, cpuinfo_name, kernel):
+    root = write_host_tree(tmp_path, cpuinfo_name=cpuinfo_name, kernel=kernel)
+    shutil.copytree(os.path.join(FIXTURES, 'sys_module', profile), os.path.join(root, 'sys', 'module'))
+    return avic_gather.gather(root=root)
+
+
+def test_zen2_on_6_16_has_erratum_1235_live(tmp_path):
+    facts = sysfs_host(tmp_path, 'zen2_avic_on_6_16', 'zen2_epyc_7702.txt', '6.16.12')
+    assert 'enable_ipiv' not in facts['kvm_amd']['parameters']
+    live = [f for f in facts['findings'] if f['id'] == 'ipiv_erratum_live']
+    assert len(live) == 1 and live[0]['severity'] == 'warning'
+    assert 'predates the workaround' in live[0]['message'] and 'enable_ipiv=0' in live[0]['fix']
+
+
+def test_zen2_on_6_17_has_ipiv_off(tmp_path):
+    facts = sysfs_host(tmp_path, 'zen2_avic_on_erratum', 'zen2_epyc_7702.txt', '6.17.0')
+    assert [f['id'] for f in facts['findings'] if f['id'].startswith('ipiv')] == ['ipiv_erratum']
+
+
+def test_hygon_on_6_18_34_still_live_with_ipiv_on(tmp_path):
+    facts = sysfs_host(tmp_path, 'zen4_avic_on', 'hygon_c86_7185.txt', '6.18.34')
+    assert 'ipiv_erratum_live' in ids(facts)
+
+
+def test_device_posted_irqs_off_is_read_from_sysfs(tmp_path):
+    facts = sysfs_host(tmp_path, 'zen4_no_posted_irqs', 'zen4_epyc_9654.txt', '6.18.2')
+    assert facts['kvm_amd']['parameters']['enable_device_posted_irqs'] == 'N'
+    assert 'device_posted_irqs_off' in ids(facts)
+    assert 'ipiv_erratum' not in ' '.join(ids(facts))
+
+
+def test_pre_zen_host_is_unsupported(host_tree):
+    facts = avic_gather.gather(root=host_tree(cpuinfo_name='piledriver_fx_8350.txt',
+                                              params={'avic': 'N', 'npt': 'Y', 'nested': '1'}))
+    assert facts['cpu']['status'] == 'no_avic_hardware' and facts['status'] == 'unsupported'
+    assert 'no_avic_hardware' in ids(facts) and 'avic_cpuid_hidden' not in ids(facts)
+
+
+def test_vm_with_nested_svm_not_forced(host_tree):
+    facts = avic_gather.gather(root=host_tree(cpuinfo_name='amd_vm_epyc_svm.txt', kernel='6.17.0',
+                                              params={'avic': 'N', 'npt': 'Y', 'nested': '0'}))
+    assert 'vm_no_avic' in ids(facts) and 'avic_cpuid_hidden' not in ids(facts)
+
+
+def test_x2avic_visibility_follows_the_running_kernel(host_tree):
+    old = avic_gather.gather(root=host_tree(cpuinfo_name='zen3_epyc_7763.txt', kernel='5.15.0-119-generic'))
+    assert old['cpu']['x2avic_visible'] is False
+    assert 'not visible on this kernel' in old['cpu']['message']

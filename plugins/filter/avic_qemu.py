@@ -1,0 +1,38 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the vfio.avic collection
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""AVIC audit filters for guests that libvirt does not run: QEMU command lines and Proxmox VE
+guest configurations; both run the rules of the libvirt domain audit."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.vfio.avic.plugins.module_utils import avic_domain, avic_proxmox, avic_qemu
+
+
+def qemu_avic_issues(qemu_argv, host):
+    """Findings for a QEMU command line (list of arguments, or /proc/<pid>/cmdline text)."""
+    try:
+        return avic_qemu.audit_qemu(qemu_argv, host)
+    except (avic_qemu.QemuArgvError, avic_domain.HostFactsError) as exc:
+        raise AnsibleFilterError('vfio.avic.qemu_avic_issues: %s' % exc)
+
+
+def proxmox_avic_issues(qm_conf_text, host, vmid=None, cpu_models=None):
+    """Findings for the text of a Proxmox VE /etc/pve/qemu-server/<vmid>.conf."""
+    try:
+        return avic_proxmox.audit_proxmox(qm_conf_text, host, vmid, cpu_models)
+    except (avic_proxmox.ProxmoxConfigError, avic_qemu.QemuArgvError,
+            avic_domain.HostFactsError) as exc:
+        raise AnsibleFilterError('vfio.avic.proxmox_avic_issues: %s' % exc)
+
+
+class FilterModule(object):
+    def filters(self):
+        return {
+            'qemu_avic_issues': qemu_avic_issues,
+            'proxmox_avic_issues': proxmox_avic_issues,
+        }
