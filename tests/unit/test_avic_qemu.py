@@ -46,7 +46,7 @@ def shell_argv(text):
 def fixture_argv(name):
     with open(os.path.join(FIXTURES, 'qemu', name)) as handle:
         text = handle.read()
-    if name.endswith('.sh'):
+    if name.endswith('.script'):
         text = text[text.index('qemu-system-x86_64'):]
     if name.endswith('.profile'):
         text = 'qemu-system-x86_64 ' + text
@@ -79,7 +79,7 @@ EXPECTED = {
         ['domain_not_kvm', 'cpu_mode_not_host', 'pit_reinject', 'hyperv_passthrough',
          'hypervclock_missing', 'invtsc_missing']),
     # -cpu host with hv_vapic and hv_time, kvm=off, no PIT global (reinject), 4 vCPUs in 1x2x2
-    'script-windows-kvm-server-cli.sh': (
+    'script-windows-kvm-server-cli.script': (
         ['x2apic_exposed', 'svm_exposed', 'pit_reinject', 'hyperv_vapic', 'invtsc_missing'],
         ['svm_exposed', 'pit_reinject', 'hyperv_vapic', 'invtsc_missing']),
     # the single-GPU-passthrough profile: hv_synic and hv_stimer without hv-avic
@@ -108,7 +108,7 @@ def test_command_line_corpus(name):
 
 
 def test_what_the_corpus_command_lines_say():
-    script = avic_qemu.qemu_summary(fixture_argv('script-windows-kvm-server-cli.sh'))
+    script = avic_qemu.qemu_summary(fixture_argv('script-windows-kvm-server-cli.script'))
     assert (script['type'], script['cpu_mode'], script['vcpus']) == ('kvm', 'host-passthrough', 4)
     assert script['topology'] == {'sockets': 1, 'dies': 1, 'clusters': 1, 'cores': 2, 'threads': 2}
     assert script['hyperv'] == {'mode': 'custom', 'relaxed': True, 'spinlocks': True, 'vapic': True}
