@@ -1,7 +1,7 @@
 """The real-kernel lab: a Debian VM under QEMU software emulation with an AMD CPU that has SVM.
 
-  python3 tests/lab/vm.py build            build the disk image (cached; rebuilt when its inputs change)
-  python3 tests/lab/vm.py start NAME       boot a throw-away copy of it; prints JSON for Ansible
+  python3 tests/lab/vm.py build [--kvm]    build the disk image (cached; rebuilt when its inputs change)
+  python3 tests/lab/vm.py start NAME [--kvm]  boot a throw-away copy of it; prints JSON for Ansible
   python3 tests/lab/vm.py stop NAME        stop it by its pid (SIGTERM, then SIGKILL) and remove its files
   python3 tests/lab/vm.py status NAME      print whether it runs
   python3 tests/lab/vm.py check            exit 0 when this machine can run the lab, else say why (exit 3)
@@ -12,6 +12,14 @@ installed kernel and the kernel command line are really used at the next boot. A
 at build time and kept next to the image (never in the repository). Each start boots a qcow2
 overlay of the image with `-accel tcg -cpu EPYC,+svm,+npt`: kvm_amd loads for real inside, AVIC
 stays hidden in CPUID (TCG does not emulate it), so force_avic is what turns it on.
+
+The --kvm variant (image debian-SUITE-kvm.raw) adds what real nested KVM guests need, built here
+at native speed rather than inside the emulated VM: QEMU, libvirt (daemon, virsh, python3-libvirt)
+and a guest payload in /var/lib/vfio-avic-lab/payload: the image's own kernel (vmlinuz) and a
+busybox initramfs (initrd.img) whose init says "vfio-avic-payload up", idles for
+payload_idle=SECONDS (kernel command line, default 600) and powers the guest off, at once when
+the ACPI power button is pressed (so `virsh shutdown` is a graceful shutdown). Boot it with
+`-kernel vmlinuz -initrd initrd.img -append "console=ttyS0 payload_idle=30"`.
 
 Run as root. Files live in $VFIO_AVIC_VM_DIR (default: .build/vm in the checkout).
 Environment: DEBIAN_MIRROR, VFIO_AVIC_VM_SUITE (default bookworm), VFIO_AVIC_VM_TIMEOUT (boot, 300 s).
@@ -24,6 +32,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -39,6 +48,30 @@ PACKAGES = ('linux-image-amd64', 'grub-pc', 'openssh-server', 'systemd-sysv',
             'python3', 'python3-apt', 'sudo', 'kmod', 'initramfs-tools', 'ca-certificates', 'procps',
             'iproute2', 'dbus', 'zstd')
 QEMU_CPU = 'EPYC,+svm,+npt'
+# the --kvm variant: installed with apt inside the image after debootstrap
+KVM_PACKAGES = ('qemu-system-x86', 'libvirt-daemon-system', 'libvirt-daemon-driver-qemu',
+                'libvirt-clients', 'python3-libvirt', 'busybox-static', 'cpio')
+PAYLOAD_DIR = '/var/lib/vfio-avic-lab/payload'
+PAYLOAD_INIT = '''#!/bin/busybox sh
+/bin/busybox --install -s
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+# the ACPI power button (virsh shutdown) powers the guest off
+insmod /lib/button.ko 2>/dev/null
+insmod /lib/evdev.ko 2>/dev/null
+sleep 1
+for dev in /sys/class/input/event*; do
+    if [ "$(cat $dev/device/name 2>/dev/null)" = "Power Button" ]; then
+        (dd if=/dev/input/${dev##*/} bs=24 count=1 >/dev/null 2>&1
+         echo "vfio-avic-payload power button"; poweroff -f) &
+    fi
+done
+echo "vfio-avic-payload up"
+sleep "${payload_idle:-600}"
+echo "vfio-avic-payload powering off"
+poweroff -f
+'''
 GRUB_DEFAULTS = ('GRUB_DEFAULT=0\nGRUB_TIMEOUT=1\nGRUB_DISTRIBUTOR=Debian\n'
                  'GRUB_CMDLINE_LINUX_DEFAULT="quiet"\nGRUB_CMDLINE_LINUX="console=ttyS0,115200 net.ifnames=0"\n'
                  'GRUB_TERMINAL=serial\nGRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200"\n')
@@ -56,18 +89,23 @@ def run(argv, **kw):
     return subprocess.run(argv, check=True, **kw)
 
 
-def inputs_hash():
+def inputs_hash(kvm=False):
     """What the image is made of: the packages, the suite, and the code that builds and configures it."""
     digest = hashlib.sha256()
     digest.update(repr((SUITE, PACKAGES, GRUB_DEFAULTS, DISK_MB, PART_START)).encode())
-    for function in (build, configure, install_grub, mbr, write, losetup):
+    functions = [build, configure, install_grub, mbr, write, losetup]
+    if kvm:
+        digest.update(repr((KVM_PACKAGES, PAYLOAD_DIR, PAYLOAD_INIT)).encode())
+        functions.append(configure_kvm)
+    for function in functions:
         digest.update(inspect.getsource(function).encode())
     return digest.hexdigest()[:16]
 
 
-def image_paths():
-    return {'image': os.path.join(VM_DIR, 'debian-%s.raw' % SUITE),
-            'stamp': os.path.join(VM_DIR, 'debian-%s.inputs' % SUITE),
+def image_paths(kvm=False):
+    base = 'debian-%s%s' % (SUITE, '-kvm' if kvm else '')
+    return {'image': os.path.join(VM_DIR, base + '.raw'),
+            'stamp': os.path.join(VM_DIR, base + '.inputs'),
             'key': os.path.join(VM_DIR, 'id_ed25519')}
 
 
@@ -78,9 +116,9 @@ def mbr(total_sectors):
     return entry + b'\x00' * 48 + b'\x55\xaa'
 
 
-def build(force=False):
-    paths = image_paths()
-    wanted = inputs_hash()
+def build(force=False, kvm=False):
+    paths = image_paths(kvm)
+    wanted = inputs_hash(kvm)
     if not force and os.path.exists(paths['image']) and os.path.exists(paths['stamp']):
         with open(paths['stamp']) as handle:
             if handle.read().strip() == wanted:
@@ -116,6 +154,8 @@ def build(force=False):
             path = os.path.join(mnt, target)
             run(['mount', '--bind', fs, path])
             mounted.append(path)
+        if kvm:
+            configure_kvm(mnt)
         install_grub(mnt, disk)
     finally:
         for path in reversed(mounted):
@@ -209,6 +249,54 @@ def configure(root, pubkey):
     write(root, '/etc/machine-id', '')
 
 
+def configure_kvm(root):
+    """QEMU, libvirt and the guest payload, installed at native speed into the mounted image."""
+    resolv = os.path.join(root, 'etc', 'resolv.conf')
+    with open(resolv) as handle:
+        lab_resolv = handle.read()
+    shutil.copyfile('/etc/resolv.conf', resolv)
+    env = dict(os.environ, DEBIAN_FRONTEND='noninteractive')
+    try:
+        # services must not start inside the chroot
+        write(root, '/usr/sbin/policy-rc.d', '#!/bin/sh\nexit 101\n', 0o755)
+        run(['chroot', root, 'apt-get', 'update', '-q'], env=env)
+        run(['chroot', root, 'apt-get', 'install', '-y', '-q', '--no-install-recommends'] + list(KVM_PACKAGES),
+            env=env)
+        run(['chroot', root, 'apt-get', 'clean'], env=env)
+        # the packages' triggers rebuilt the initramfs with MODULES=dep for this machine's disk:
+        # name the lab VM's root device drivers so that it finds /dev/vda1
+        write(root, '/etc/initramfs-tools/modules', 'virtio_pci\nvirtio_blk\next4\n')
+        run(['chroot', root, 'update-initramfs', '-u', '-k', 'all'], env=env)
+    finally:
+        os.unlink(os.path.join(root, 'usr', 'sbin', 'policy-rc.d'))
+        with open(resolv, 'w') as handle:
+            handle.write(lab_resolv)
+    payload = os.path.join(root, PAYLOAD_DIR.lstrip('/'))
+    tree = os.path.join(payload, 'tree')
+    shutil.rmtree(tree, ignore_errors=True)
+    for sub in ('bin', 'sbin', 'usr/bin', 'usr/sbin', 'lib', 'proc', 'sys', 'dev'):
+        os.makedirs(os.path.join(tree, sub))
+    shutil.copy(os.path.join(root, 'bin', 'busybox'), os.path.join(tree, 'bin', 'busybox'))
+    write(tree, '/init', PAYLOAD_INIT, 0o755)
+    # the kernel opens /dev/console for init before anything is mounted
+    os.mknod(os.path.join(tree, 'dev', 'console'), 0o600 | stat.S_IFCHR, os.makedev(5, 1))
+    kernels = sorted(n for n in os.listdir(os.path.join(root, 'boot')) if n.startswith('vmlinuz-'))
+    release = kernels[-1][len('vmlinuz-'):]
+    for module in ('drivers/acpi/button.ko', 'drivers/input/evdev.ko'):
+        source = os.path.join(root, 'lib', 'modules', release, 'kernel', module)
+        if os.path.exists(source):  # built in where it is missing
+            shutil.copy(source, os.path.join(tree, 'lib'))
+    run(['chroot', root, 'sh', '-c', 'cd %s/tree && find . | cpio -o -H newc --quiet | gzip -1 > ../initrd.img'
+         % PAYLOAD_DIR])
+    shutil.rmtree(tree)
+    shutil.copy(os.path.join(root, 'boot', kernels[-1]), os.path.join(payload, 'vmlinuz'))
+    # libvirtd starts at boot (socket activation is enough); its default network needs dnsmasq: off
+    for link in ('etc/libvirt/qemu/networks/autostart/default.xml',):
+        path = os.path.join(root, link)
+        if os.path.lexists(path):
+            os.unlink(path)
+
+
 def instance_dir(name):
     if not name.replace('-', '').replace('_', '').isalnum():
         sys.exit('instance name %r: use letters, digits, - and _' % name)
@@ -263,8 +351,8 @@ def console_tail(name, size=CONSOLE_TAIL):
         return ''
 
 
-def start(name, memory=2048, cpus=2):
-    paths = build()
+def start(name, memory=2048, cpus=2, kvm=False):
+    paths = build(kvm=kvm)
     inst = instance_dir(name)
     running = pid_of(name)
     if running:
@@ -352,14 +440,16 @@ def main(argv):
         sys.stderr.write(__doc__)
         return 2
     command = argv[1]
+    kvm = '--kvm' in argv
+    argv = [a for a in argv if a not in ('--kvm', '--base')]
     if command == 'build':
-        build(force='--force' in argv)
+        build(force='--force' in argv, kvm=kvm)
         return 0
     if len(argv) < 3:
         sys.stderr.write('vm.py %s needs an instance name\n' % command)
         return 2
     if command == 'start':
-        start(argv[2])
+        start(argv[2], kvm=kvm)
     elif command == 'stop':
         stop(argv[2])
     else:

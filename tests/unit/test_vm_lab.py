@@ -8,6 +8,9 @@ import os
 import struct
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
+
+import pytest
 
 from conftest import REPO
 
@@ -82,3 +85,34 @@ def test_stop_shows_the_console_tail_and_keeps_the_log(tmp_path, monkeypatch, ca
     assert not inst.exists()
     kept = (tmp_path / 'instances' / 'lab-console.log').read_text()
     assert kept.startswith('[    0.000000] boot line 0') and kept.endswith('VFS\n')
+
+
+def test_the_kvm_variant_is_its_own_cached_image():
+    assert vm.inputs_hash(kvm=True) != vm.inputs_hash()
+    assert vm.image_paths(kvm=True)['image'].endswith('-kvm.raw')
+    assert vm.image_paths(kvm=True)['key'] == vm.image_paths()['key']
+    assert 'qemu-system-x86' in vm.KVM_PACKAGES and 'python3-libvirt' in vm.KVM_PACKAGES
+    # the payload idles until its power button is pressed: virsh shutdown is graceful
+    assert 'Power Button' in vm.PAYLOAD_INIT and 'poweroff -f' in vm.PAYLOAD_INIT
+
+
+LAB_FIXTURES = ('seed_windows_before.xml', 'pit_missing.xml', 'clean_linux.xml')
+
+
+@pytest.mark.parametrize('fixture', LAB_FIXTURES)
+def test_a_lab_domain_audits_as_its_fixture(fixture):
+    from ansible_collections.vfio.avic.plugins.module_utils import avic_domain
+    import lab_domain  # pylint: disable=import-outside-toplevel,import-error
+    with open(os.path.join(REPO, 'tests', 'fixtures', 'domains', fixture)) as handle:
+        text = handle.read()
+    lab = lab_domain.lab_domain(text, 'lab-x')
+    host = {'kernel': '6.1', 'avic': True, 'x2avic': False}
+    ids = sorted(f['id'] for f in avic_domain.audit_domain(text, host))
+    lab_ids = sorted(f['id'] for f in avic_domain.audit_domain(lab, host))
+    # one vCPU instead of many changes nothing the audit reads but the vCPU count
+    assert lab_ids == [i for i in ids if i != 'too_many_vcpus']
+    root = ET.fromstring(lab)
+    assert root.get('type') == 'kvm' and root.findtext('name') == 'lab-x'
+    assert root.findtext('os/kernel') == lab_domain.PAYLOAD + '/vmlinuz'
+    assert [d.tag for d in root.find('devices')] == ['emulator', 'serial', 'memballoon']
+    assert root.findtext('vcpu') == '1'

@@ -1,0 +1,95 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the vfio.avic collection
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Record how each kernel of the matrix treats AVIC, with real KVM guests (run as root).
+
+  python3 tests/lab/kernel_matrix.py [--out DIR] [LABEL ...]
+
+Boots one KVM lab VM (vm.py start --kvm), and for each kernel (default: all of KERNELS, oldest
+first) lets the kernel role install it and reboot into it, runs tests/lab/kvm_probe.py there and
+fetches the recording to DIR/<release>/ (default tests/fixtures/kernels). The VM is stopped by
+its pid at the end, also after a failure. `make kernel-matrix` runs it; the recordings are what
+tests/unit/test_kernel_fixtures.py checks the collection's tables against.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+MIRROR = os.environ.get('DEBIAN_MIRROR', 'http://deb.debian.org/debian')
+# label -> what the matrix playbook does for it (tests/lab/matrix/kernel-probe.yml)
+KERNELS = (
+    {'label': 'bookworm'},  # the image's own kernel (6.1)
+    {'label': 'bookworm-backports',
+     'role': {'avic_kernel_mode': 'latest', 'avic_kernel_backports': True}},
+    {'label': 'trixie-backports', 'suite': 'trixie-backports', 'mirror': MIRROR,
+     'role': {'avic_kernel_mode': 'version',
+              'avic_kernel_version': os.environ.get('MATRIX_NEWEST', '')}},
+)
+INSTANCE = 'matrix'
+
+
+def inventory(info, path):
+    host = ('avic-matrix ansible_host=%(address)s ansible_port=%(port)s ansible_user=%(user)s '
+            'ansible_ssh_private_key_file=%(identity_file)s' % info)
+    with open(path, 'w') as handle:
+        handle.write('[all]\n%s\n[all:vars]\nansible_ssh_common_args=-o StrictHostKeyChecking=no '
+                     '-o UserKnownHostsFile=/dev/null -o ServerAliveInterval=5 -o ServerAliveCountMax=4\n'
+                     'ansible_python_interpreter=/usr/bin/python3\n' % host)
+
+
+def main(argv):
+    out = os.path.join(REPO, 'tests', 'fixtures', 'kernels')
+    labels = []
+    args = list(argv[1:])
+    while args:
+        arg = args.pop(0)
+        if arg == '--out' and args:
+            out = os.path.abspath(args.pop(0))
+        elif arg.startswith('-'):
+            sys.stderr.write(__doc__)
+            return 2
+        else:
+            labels.append(arg)
+    known = [k['label'] for k in KERNELS]
+    unknown = [label for label in labels if label not in known]
+    if unknown:
+        sys.stderr.write('unknown kernel label(s) %s; known: %s\n' % (', '.join(unknown), ', '.join(known)))
+        return 2
+    kernels = [k for k in KERNELS if not labels or k['label'] in labels]
+    for kernel in kernels:
+        if kernel.get('role', {}).get('avic_kernel_mode') == 'version' and \
+                not kernel['role'].get('avic_kernel_version'):
+            sys.stderr.write('%s needs the kernel release to install: set MATRIX_NEWEST (e.g. the '
+                             'release of linux-image-amd64 in %s)\n' % (kernel['label'], kernel['suite']))
+            return 2
+    os.makedirs(out, exist_ok=True)
+    vm = [sys.executable, os.path.join(HERE, 'vm.py')]
+    began = time.time()
+    started = subprocess.run(vm + ['start', INSTANCE, '--kvm'], stdout=subprocess.PIPE,
+                             universal_newlines=True, check=False)
+    try:
+        if started.returncode != 0:
+            return started.returncode
+        info = json.loads(started.stdout.strip().splitlines()[-1])
+        with tempfile.TemporaryDirectory() as tmp:
+            hosts = os.path.join(tmp, 'hosts')
+            inventory(info, hosts)
+            env = dict(os.environ, MATRIX_OUT=out, MATRIX_KERNELS=json.dumps(kernels),
+                       ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, '.build', 'collections'),
+                       ANSIBLE_HOST_KEY_CHECKING='False')
+            play = subprocess.run(['ansible-playbook', '-i', hosts,
+                                   os.path.join(HERE, 'matrix', 'kernel-matrix.yml')], env=env, check=False)
+            return play.returncode
+    finally:
+        subprocess.run(vm + ['stop', INSTANCE], check=False)
+        sys.stderr.write('kernel matrix: %d s\n' % (time.time() - began))
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv))

@@ -1,0 +1,193 @@
+# -*- coding: utf-8 -*-
+"""The collection's kernel tables against what real kernels did (tests/fixtures/kernels).
+
+Each recording was made by tests/lab/kvm_probe.py in the KVM lab VM with real nested KVM
+guests (see tests/fixtures/kernels/README.md); `make kernel-matrix` re-records them.
+"""
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+import re
+
+import pytest
+
+from ansible_collections.vfio.avic.plugins.module_utils import avic_gather, avic_kernel
+from ansible_collections.vfio.avic.plugins.module_utils import avic_trace as trace
+
+from conftest import REPO
+
+KERNELS = os.path.join(REPO, 'tests', 'fixtures', 'kernels')
+RELEASES = sorted(d for d in os.listdir(KERNELS) if os.path.isfile(os.path.join(KERNELS, d, 'kernel.json')))
+
+
+def version(release):
+    return tuple(int(p) for p in re.match(r'(\d+)\.(\d+)', release).groups())
+
+
+def load(release, *parts):
+    with open(os.path.join(KERNELS, release, *parts)) as handle:
+        return json.load(handle) if parts[-1].endswith('.json') else handle.read()
+
+
+def configs(release):
+    return sorted(d for d in os.listdir(os.path.join(KERNELS, release))
+                  if os.path.isfile(os.path.join(KERNELS, release, d, 'meta.json')))
+
+
+def run(release, config):
+    """The verdict avic_trace gives the recorded trace, as avic_runtime would on that host."""
+    meta = load(release, config, 'meta.json')
+    info = load(release, 'kernel.json')
+    agg = trace.aggregate(load(release, config, 'trace.txt'))
+    guest = {'pid': meta['qemu_pid'], 'name': config, 'kvm': True}
+    params = meta['kvm_amd']
+    host = {'accel': 'AVIC', 'enabled': params.get('avic') in ('Y', '1')}
+    result = trace.evaluate(agg, [guest], [e for e in trace.SAMPLED_EVENTS if e in info['kvm_events']],
+                            kernel=info['release'], host=host, vm_owners=[meta['qemu_pid']],
+                            duration=meta['sample_seconds'])
+    return result, result['guests'][0], agg
+
+
+def test_there_are_recordings_of_at_least_one_kernel():
+    assert RELEASES, 'tests/fixtures/kernels has no recording'
+    for release in RELEASES:
+        assert set(configs(release)) >= {'avic_off', 'force_pit_reinject', 'force_pit_discard'}, release
+
+
+@pytest.mark.parametrize('release', RELEASES)
+def test_the_inhibit_table_of_the_series_matches_the_kernels_own(release):
+    info = load(release, 'kernel.json')
+    table, _source = trace.inhibit_table(release)
+    fmt = info['formats'].get(trace.EV_INHIBIT) or ''
+    # kernels that print the names list them in enum order (__print_flags over
+    # APICV_INHIBIT_REASONS, "{ BIT(APICV_INHIBIT_REASON_X), "X" }" once expanded)
+    printed = re.findall(r'APICV_INHIBIT_REASON_\w+\)\), "(\w+)"', fmt)
+    if printed:
+        # the table used for this release must be the kernel's own, name for name
+        assert printed == list(table[:len(printed)]), (printed, table)
+        assert len(printed) == len(table), (printed, table)
+    # every kernel: the reasons the recordings set decode to the configuration's cause
+    for config in configs(release):
+        _result, guest, agg = run(release, config)
+        for item in guest['inhibit_events']:
+            assert item['consistent'], (config, item)
+
+
+@pytest.mark.parametrize('release', RELEASES)
+def test_avic_off_is_disabled_from_vm_creation(release):
+    result, guest, _agg = run(release, 'avic_off')
+    meta = load(release, 'avic_off', 'meta.json')
+    assert meta['kvm_amd']['avic'] in ('N', '0')
+    assert guest['verdict'] == trace.VERDICT_INHIBITED, guest['message']
+    names = [r['name'] for r in guest['reasons']]
+    assert 'DISABLED' in names, names
+    assert [r['finding'] for r in guest['reasons'] if r['name'] == 'DISABLED'] == ['avic_disabled']
+    # the kernel skips inhibit updates while APICv is off: only VM creation is traced
+    # (6.1: ABSENT, then DISABLED; 6.12: DISABLED alone)
+    set_names = [i['reason_name'] for i in guest['inhibit_events'] if i['set']]
+    assert set_names in (['ABSENT', 'DISABLED'], ['DISABLED']), set_names
+    assert guest['counts']['accelerated'] == 0
+    assert result['lost_events'] == 0 and result['unparsed'] == 0
+
+
+@pytest.mark.parametrize('release', RELEASES)
+def test_default_pit_sets_pit_reinj_with_forced_avic(release):
+    _result, guest, _agg = run(release, 'force_pit_reinject')
+    meta = load(release, 'force_pit_reinject', 'meta.json')
+    assert meta['kvm_amd']['avic'] == 'Y' and meta['kvm_amd']['force_avic'] == 'Y'
+    assert guest['verdict'] == trace.VERDICT_INHIBITED, guest['message']
+    reasons = dict((r['name'], r) for r in guest['reasons'])
+    assert 'PIT_REINJ' in reasons and reasons['PIT_REINJ']['finding'] == 'pit_reinject'
+    assert 'DISABLED' not in reasons
+    assert guest['counts']['accelerated'] == 0
+    assert meta.get('up_seconds'), 'the guest booted to its payload'
+
+
+@pytest.mark.parametrize('release', RELEASES)
+def test_pit_discard_leaves_avic_active_and_counts_accelerated_deliveries(release):
+    _result, guest, _agg = run(release, 'force_pit_discard')
+    assert guest['verdict'] == trace.VERDICT_ACTIVE, guest['message']
+    assert guest['counts']['accelerated'] > 0
+    assert not [r for r in guest['reasons'] if not r['transient']]
+
+
+@pytest.mark.parametrize('release', RELEASES)
+def test_dmesg_of_the_load_matches_the_patterns(release):
+    v = version(release)
+    forced = load(release, 'force_pit_reinject', 'meta.json')
+    off = load(release, 'avic_off', 'meta.json')
+    text = '\n'.join(forced['dmesg_load'])
+    found = avic_gather.parse_dmesg(text)
+    assert found['avic_forced'], text
+    assert found['force_avic_taint'], text
+    prefix = 'kvm_amd' if v >= avic_kernel.KMSG_MODULE_PREFIX else 'SVM'
+    forced_lines = [line for line in forced['dmesg_load'] if 'force enabled' in line]
+    assert len(forced_lines) == 1 and ('] %s: AVIC ' % prefix) in forced_lines[0], forced_lines
+    # "AVIC enabled" follows the forced line from 6.18; before, only "crash and burn" does
+    assert found['avic_enabled'] == (v >= avic_kernel.FORCED_MESSAGE_ONE_LINE), text
+    if found['avic_enabled']:
+        assert found['prefix'] == prefix, text
+    assert forced['taint'] & 64
+    assert not avic_gather.parse_dmesg('\n'.join(off['dmesg_load']))['avic_enabled']
+
+
+@pytest.mark.parametrize('release', RELEASES)
+def test_module_parameters_and_defaults(release):
+    v = version(release)
+    info = load(release, 'kernel.json')
+    boot = info['kvm_amd_defaults']
+    assert ('enable_ipiv' in boot) == (v >= avic_kernel.ENABLE_IPIV_PARAM), sorted(boot)
+    assert ('enable_device_posted_irqs' in boot) == (v >= avic_kernel.DEVICE_POSTED_IRQS_PARAM), sorted(boot)
+    assert 'force_avic' in boot
+    # the lab's CPU hides AVIC in CPUID: whatever the default, the module runs without it
+    assert boot['avic'] in ('N', '0'), boot
+    forced = load(release, 'force_pit_reinject', 'meta.json')['kvm_amd']
+    if v >= avic_kernel.ERRATUM_1235_FAMILY_17H and 'enable_ipiv' in forced:
+        # family 17h (the lab's EPYC): erratum #1235 turns IPI virtualisation off
+        assert forced['enable_ipiv'] in ('N', '0'), forced
+
+
+@pytest.mark.parametrize('release', RELEASES)
+def test_a_running_guest_holds_kvm_amd(release):
+    for config in configs(release):
+        meta = load(release, config, 'meta.json')
+        refused = meta['unload_while_running']
+        assert refused['rc'] != 0 and 'in use' in refused['stderr'], refused
+        assert meta['instance_left'] is False
+
+
+def deliveries(release, config):
+    """(event, vector) of the interrupt events of the recorded guest, in trace order."""
+    out = []
+    for line in load(release, config, 'trace.txt').splitlines():
+        rec = trace.parse_line(line)
+        if rec and rec.get('event') in (trace.EV_APIC_ACCEPT, trace.EV_APICV_ACCEPT):
+            out.append((rec['event'], trace.parse_accept(rec['body'])['vector']))
+    return out
+
+
+@pytest.mark.parametrize('release', RELEASES)
+def test_counter_definitions_hold_on_the_real_kernel(release):
+    # AVIC active: each accelerated delivery is an accepted interrupt of the same vector,
+    # traced right after it (svm_deliver_interrupt -> svm_complete_interrupt_delivery)
+    events = deliveries(release, 'force_pit_discard')
+    accelerated = [i for i, (event, _v) in enumerate(events) if event == trace.EV_APICV_ACCEPT]
+    assert accelerated
+    for index in accelerated:
+        assert index > 0 and events[index - 1] == (trace.EV_APIC_ACCEPT, events[index][1]), events[index - 2:index + 1]
+    _result, active, _agg = run(release, 'force_pit_discard')
+    assert active['counts']['accelerated'] == len(accelerated)
+    assert active['counts']['emulated_from'] == trace.EV_INJ_VIRQ
+    assert active['counts']['emulated'] < active['counts']['accelerated']
+    # inhibited or off: nothing accelerated, every interrupt injected by KVM itself, each
+    # injection counted once ([reinjected] lines are repeats), never more than were accepted
+    for config in ('avic_off', 'force_pit_reinject'):
+        _result, guest, agg = run(release, config)
+        counts = guest['counts']
+        assert counts['accelerated'] == 0, config
+        assert 0 < counts['emulated'] <= counts['accepted'], (config, counts)
+        raw = sum(t['events'].get(trace.EV_INJ_VIRQ, 0) for t in agg.threads.values())
+        assert raw >= counts['emulated'], (config, raw, counts)
