@@ -23,7 +23,6 @@ __metaclass__ = type
 import errno
 import itertools
 import os
-import subprocess
 import threading
 import time
 
@@ -139,12 +138,6 @@ def find_tracefs(mounts_text, wanted=None):
     return None
 
 
-def _default_run(argv):
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out, err = proc.communicate()
-    return proc.returncode, out.decode('utf-8', 'replace'), err.decode('utf-8', 'replace')
-
-
 def _read(path):
     with open(path) as handle:
         return handle.read()
@@ -248,7 +241,9 @@ class TraceSession(object):
         self.events = tuple(events)
         self.wanted = tracefs
         self.use_instance = use_instance
-        self.run = run or _default_run
+        # Runs mount/umount: argv -> (rc, stdout, stderr), e.g. AnsibleModule.run_command. Without
+        # it a tracefs that is not mounted is reported instead of mounted.
+        self.run = run
         self.mounts_path = mounts_path
         self.mount_point = tracefs or mount_point
         self.root = None
@@ -285,6 +280,9 @@ class TraceSession(object):
         if root is None:
             if not os.path.isdir(self.mount_point):
                 raise TracefsError('%s does not exist: this kernel has no tracefs (CONFIG_TRACING)'
+                                   % self.mount_point)
+            if self.run is None:
+                raise TracefsError('tracefs is not mounted at %s and no command runner was given to mount it'
                                    % self.mount_point)
             rc, out, err = self.run(['mount', '-t', 'tracefs', 'nodev', self.mount_point])
             if rc != 0:

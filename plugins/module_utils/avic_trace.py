@@ -12,23 +12,38 @@ avic_sampler.py does the tracefs and /proc work.
 
 What the tracepoints mean (all read in the kernel source, so messages say "known"):
 
-- ``kvm_apic_accept_irq`` fires in ``__apic_accept_irq()`` for every interrupt the
-  local APIC accepts, before it is delivered (arch/x86/kvm/lapic.c, e.g.
-  gregkh/linux v6.18.38).
-- ``kvm_apicv_accept_irq`` fires only when that delivery went through the
-  hardware-accelerated path: ``svm_complete_interrupt_delivery()`` returns early
-  (no trace, emulated injection) when ``apicv_active`` is false
-  (arch/x86/kvm/svm/svm.c), ``vmx_deliver_interrupt()`` traces only posted
-  interrupts (arch/x86/kvm/vmx/vmx.c). Only Fixed and LowPrio deliveries can be
-  accelerated; INIT, SIPI, NMI, SMI and ExtINT are always emulated. So
-  emulated = Fixed/LowPrio accepted - accelerated.
+- ``kvm_apic_accept_irq`` fires in ``__apic_accept_irq()`` for every interrupt an
+  in-kernel local APIC accepts, in every delivery mode, whether APICv is active or not
+  (arch/x86/kvm/lapic.c).
+- ``kvm_apicv_accept_irq`` (on AMD) fires in ``svm_complete_interrupt_delivery()``
+  only while APICv is active for the vCPU (arch/x86/kvm/svm/svm.c): KVM put the
+  vector into the vAPIC page and rang the doorbell or woke the vCPU. It is called by
+  ``svm_deliver_interrupt()`` (from ``__apic_accept_irq()``, Fixed and LowPrio only,
+  so such a delivery also counts as accepted) and by the AVIC incomplete-IPI kick
+  (``avic_kick_vcpu()``, arch/x86/kvm/svm/avic.c), which accepts nothing: there the
+  accelerated count can exceed the accepted one. IPIs that AVIC delivers between
+  running vCPUs and interrupts the IOMMU posts (IOMMU AVIC) trace nothing at all.
+  On Intel, ``vmx_deliver_interrupt()`` traces it for posted interrupts.
+- ``kvm_inj_virq`` fires when KVM injects an interrupt itself (event injection,
+  ``svm_inject_irq()``): the emulated path, taken for every interrupt while APICv is
+  inhibited, and for ExtINT (legacy PIC) also while it runs; an injection an exit
+  interrupted is traced again with ``[reinjected]`` and counted once, ``Soft/INTn``
+  (a software interrupt instruction) not at all. So "accelerated" is
+  ``kvm_apicv_accept_irq`` and "emulated" is ``kvm_inj_virq``; "accepted - accelerated"
+  is not the emulated count.
+  Checked on real kernels in the KVM lab (tests/fixtures/kernels): with one vCPU, every
+  ``kvm_apicv_accept_irq`` follows a ``kvm_apic_accept_irq`` of the same vector while
+  AVIC is active, no ``kvm_apicv_accept_irq`` is traced while it is inhibited, and
+  ``kvm_inj_virq`` counts the emulated injections.
 - ``kvm_avic_incomplete_ipi``, ``kvm_avic_unaccelerated_access`` and
   ``kvm_avic_kick_vcpu_slowpath`` are AVIC exits and ``kvm_avic_doorbell`` an AVIC
   doorbell: each exists only while AVIC runs for the vCPU (arch/x86/kvm/svm/avic.c).
 - ``kvm_apicv_inhibit_changed`` (``set``/``cleared`` ``reason=N, inhibits=0xMASK``,
   followed by the reason names from kernel 6.11 or so) is traced whenever a
   VM-wide inhibit changes; older kernels trace ``kvm_apicv_update_request``
-  (``activate``/``deactivate`` ``bit=N`` or ``reason=N``, no mask).
+  (``activate``/``deactivate`` ``bit=N`` or ``reason=N``, no mask). Only VM-wide reasons
+  are traced: NESTED is per vCPU from 5.19 (a vCPU running L2 has AVIC off without a
+  trace), and while APICv is off in the module (DISABLED) no later change is traced.
 - ``kvm_avic_ga_log`` (``vmid=N, vcpuid=N``): the IOMMU logged a guest interrupt
   for a vCPU that was not running (IOMMU AVIC); it fires in IRQ context and names
   KVM's internal VM id, not a process.
@@ -49,10 +64,14 @@ EV_UNACCELERATED = 'kvm_avic_unaccelerated_access'
 EV_KICK_SLOWPATH = 'kvm_avic_kick_vcpu_slowpath'
 EV_DOORBELL = 'kvm_avic_doorbell'
 EV_GA_LOG = 'kvm_avic_ga_log'
+EV_INJ_VIRQ = 'kvm_inj_virq'
 
-# Every tracepoint the runtime check enables when the kernel has it.
+# Every tracepoint the runtime check enables when the kernel has it. The AVIC exits are
+# counted by their own tracepoints, which the exit handlers (avic_incomplete_ipi_interception,
+# avic_unaccelerated_access_interception) emit for every such kvm_exit: kvm_exit itself,
+# which fires on every exit of every guest, would add cost and nothing else.
 SAMPLED_EVENTS = (EV_APIC_ACCEPT, EV_APICV_ACCEPT, EV_INHIBIT, EV_INHIBIT_OLD, EV_INCOMPLETE_IPI,
-                  EV_UNACCELERATED, EV_KICK_SLOWPATH, EV_DOORBELL, EV_GA_LOG)
+                  EV_UNACCELERATED, EV_KICK_SLOWPATH, EV_DOORBELL, EV_GA_LOG, EV_INJ_VIRQ)
 AVIC_EXIT_EVENTS = (EV_INCOMPLETE_IPI, EV_UNACCELERATED, EV_KICK_SLOWPATH)
 
 VERDICT_ACTIVE = 'avic_active'
@@ -71,9 +90,12 @@ VERDICTS = (VERDICT_ACTIVE, VERDICT_INHIBITED, VERDICT_NO_DATA)
 # (later moved to arch/x86/kvm/x86.h). Checked against a running 6.18 kernel: its
 # events/kvm/kvm_apicv_inhibit_changed/format prints the table in exactly this order,
 # and a VM created there traces "set reason=0, inhibits=0x1 DISABLED".
-INHIBITS_6_3 = ('DISABLED', 'HYPERV', 'ABSENT', 'BLOCKIRQ', 'PHYSICAL_ID_ALIASED',
-                'APIC_ID_MODIFIED', 'APIC_BASE_MODIFIED', 'NESTED', 'IRQWIN', 'PIT_REINJ', 'SEV',
-                'LOGICAL_ID_ALIASED', 'PHYSICAL_ID_TOO_BIG')
+INHIBITS_6_17 = ('DISABLED', 'HYPERV', 'ABSENT', 'BLOCKIRQ', 'PHYSICAL_ID_ALIASED',
+                 'APIC_ID_MODIFIED', 'APIC_BASE_MODIFIED', 'NESTED', 'IRQWIN', 'PIT_REINJ', 'SEV',
+                 'LOGICAL_ID_ALIASED', 'PHYSICAL_ID_TOO_BIG')
+# 6.3 - 6.16: without PHYSICAL_ID_TOO_BIG (that reason came with the 6.17 AVIC rework). Seen
+# on Debian's 6.12: its kvm_apicv_inhibit_changed format prints exactly these 12 names.
+INHIBITS_6_3 = INHIBITS_6_17[:12]
 # 6.0 - 6.2: "KVM: x86: document AVIC/APICv inhibit reasons" (a9603ae0e4ee, 5.19) put
 # ABSENT and BLOCKIRQ after HYPERV, "KVM: x86: inhibit APICv/AVIC on changes to APIC ID
 # or APIC base" (3743c2f02517, 5.19) added the two *_MODIFIED reasons after them, and
@@ -91,7 +113,8 @@ INHIBITS_5_6 = ('DISABLED', 'HYPERV', 'NESTED', 'IRQWIN', 'PIT_REINJ', 'X2APIC',
 # kernel; the boundaries of the older ones come from the patches, not from release tags,
 # so decoding with them is cross-checked against the mask (see decode_inhibit).
 INHIBIT_LAYOUTS = (
-    ((6, 3), INHIBITS_6_3, 'enum kvm_apicv_inhibit, kernel 6.3 and later (checked on 6.18)'),
+    ((6, 17), INHIBITS_6_17, 'enum kvm_apicv_inhibit, kernel 6.17 and later (checked on 6.18)'),
+    ((6, 3), INHIBITS_6_3, 'enum kvm_apicv_inhibit, kernels 6.3-6.16 (checked on 6.12)'),
     ((6, 0), INHIBITS_6_0, 'enum kvm_apicv_inhibit, kernels 6.0-6.2'),
     ((5, 19), INHIBITS_5_19, 'enum kvm_apicv_inhibit, kernel 5.19'),
     ((0, 0), INHIBITS_5_6, 'APICV_INHIBIT_REASON_* numbers, kernels 5.6-5.18'),
@@ -100,8 +123,9 @@ INHIBIT_LAYOUTS = (
 INHIBIT_ALIASES = {'DISABLE': 'DISABLED', 'PHYS_ID_ALIASED': 'PHYSICAL_ID_ALIASED',
                    'APIC_ID_MOD': 'APIC_ID_MODIFIED', 'APIC_BASE_MOD': 'APIC_BASE_MODIFIED',
                    'LOG_ID_ALIASED': 'LOGICAL_ID_ALIASED'}
-# Reasons that come and go on their own while a guest runs.
-TRANSIENT_INHIBITS = frozenset(['IRQWIN', 'BLOCKIRQ', 'ABSENT'])
+# Reasons that come and go on their own while a guest runs. BLOCKIRQ is not one: a
+# debugger's KVM_GUESTDBG_BLOCKIRQ stays until the debugger clears it.
+TRANSIENT_INHIBITS = frozenset(['IRQWIN', 'ABSENT'])
 
 # Reason -> (finding id of the static audit that causes it, scope, what it means).
 # Scope 'host' findings come from avic_facts (avic_host), 'domain' ones from avic_domain.
@@ -115,12 +139,13 @@ REASON_FINDINGS = {
     'PHYSICAL_ID_ALIASED': (None, None, 'several vCPUs share an APIC ID'),
     'APIC_ID_MODIFIED': (None, None, 'the guest changed an APIC ID from its reset value'),
     'APIC_BASE_MODIFIED': (None, None, 'the guest moved the APIC base from its reset value'),
-    'NESTED': ('svm_exposed', 'domain', 'the guest runs nested guests (SVM exposed)'),
+    'NESTED': ('svm_exposed', 'domain', 'the guest runs nested guests (SVM exposed); VM-wide '
+                                        'only before 5.19, per vCPU and never traced after'),
     'IRQWIN': (None, None, 'KVM waits for an interrupt window (ExtINT, legacy PIC); transient'),
     'PIT_REINJ': ('pit_reinject', 'domain',
                   'the in-kernel PIT reinjects missed ticks (no tickpolicy="discard")'),
     'X2APIC': ('x2apic_exposed', 'domain', 'the guest has x2apic and the kernel predates hybrid AVIC'),
-    'SEV': ('sev_guest', 'domain', 'SEV-ES or SEV-SNP guest'),
+    'SEV': ('sev_guest', 'domain', 'an SEV guest (SEV, SEV-ES or SEV-SNP): AVIC is off for every one'),
     'LOGICAL_ID_ALIASED': (None, None, 'several vCPUs share a logical APIC ID'),
     'PHYSICAL_ID_TOO_BIG': ('too_many_vcpus', 'domain',
                             'a vCPU APIC ID is beyond what AVIC (255) or x2AVIC can address'),
@@ -308,7 +333,7 @@ def reason_info(name):
 # --- aggregation --------------------------------------------------------------------------------
 def _new_thread(comm):
     return {'comm': comm, 'events': {}, 'accepted_fixed': 0, 'accepted_other': {},
-            'unaccelerated': {}, 'inhibits': [], 'ga_log': {}}
+            'unaccelerated': {}, 'inhibits': [], 'ga_log': {}, 'injected': 0}
 
 
 class TraceAggregator(object):
@@ -379,6 +404,12 @@ class TraceAggregator(object):
             fields = parse_unaccelerated(rec['body'])
             key = '%s %s (%s)' % (fields['register'], fields['access'], fields['kind'])
             thread['unaccelerated'][key] = thread['unaccelerated'].get(key, 0) + 1
+        elif event == EV_INJ_VIRQ:
+            # "IRQ 0xVEC", " [reinjected]" when an exit interrupted the delivery (counted once);
+            # "Soft/INTn" is a software interrupt instruction, no delivery
+            body = rec['body']
+            if body.startswith('IRQ') and 'reinjected' not in body:
+                thread['injected'] += 1
         elif event == EV_GA_LOG:
             match = GA_LOG_RE.search(rec['body'])
             if match:
@@ -398,7 +429,7 @@ def aggregate(text):
 # --- attribution ------------------------------------------------------------------------------
 def _empty_stats():
     return {'events': {}, 'accepted_fixed': 0, 'accepted_other': {}, 'unaccelerated': {},
-            'inhibits': [], 'ga_log': {}, 'threads': 0, 'attributed_by': {}}
+            'inhibits': [], 'ga_log': {}, 'threads': 0, 'attributed_by': {}, 'injected': 0}
 
 
 def _merge(stats, thread, how):
@@ -408,6 +439,7 @@ def _merge(stats, thread, how):
         for name, count in thread[key].items():
             stats[key][name] = stats[key].get(name, 0) + count
     stats['accepted_fixed'] += thread['accepted_fixed']
+    stats['injected'] += thread.get('injected', 0)
     stats['inhibits'].extend(thread['inhibits'])
 
 
@@ -485,20 +517,38 @@ def _inhibit_state(changes, table):
 
 
 def counts(stats, available=None):
-    """Counts of one guest; accelerated and emulated are None when the kernel cannot tell."""
+    """Counts of one guest; accelerated and emulated are None when the kernel cannot tell.
+
+    accelerated counts kvm_apicv_accept_irq, emulated counts kvm_inj_virq (the interrupt
+    injections KVM made itself, each once) where that was sampled (``emulated_from``: ``kvm_inj_virq``); a trace
+    without it (``available`` unknown and no such event) falls back to the Fixed/LowPrio
+    interrupts accepted and not accelerated (``emulated_from``: ``estimate``), which holds
+    for guests whose accelerated deliveries all went through the local APIC.
+    """
     events = stats['events']
     fixed = stats['accepted_fixed']
+    injected = stats.get('injected', 0)
+    if available is not None:
+        inj_sampled = EV_INJ_VIRQ in available
+    else:
+        inj_sampled = events.get(EV_INJ_VIRQ, 0) > 0
     if available is not None and EV_APICV_ACCEPT not in available:
-        accelerated = emulated = None
+        accelerated = None
     else:
         accelerated = events.get(EV_APICV_ACCEPT, 0)
-        emulated = max(fixed - accelerated, 0)
+    if inj_sampled:
+        emulated, source = injected, EV_INJ_VIRQ
+    elif accelerated is None:
+        emulated, source = None, None
+    else:
+        emulated, source = max(fixed - accelerated, 0), 'estimate'
     return {
         'accepted': events.get(EV_APIC_ACCEPT, 0),
         'accepted_fixed': fixed,
         'accepted_other': dict(stats['accepted_other']),
         'accelerated': accelerated,
         'emulated': emulated,
+        'emulated_from': source,
         'avic_exits': dict((e, events.get(e, 0)) for e in AVIC_EXIT_EVENTS),
         'doorbells': events.get(EV_DOORBELL, 0),
         'ga_log': sum(stats['ga_log'].values()),

@@ -30,7 +30,7 @@ description:
     instance a killed earlier run left behind is removed.
   - Most inhibit reasons are set when a guest starts, so a sample of a running guest shows
     them only across a start. O(restart_to_capture) restarts one guest during the sample,
-    and only when O(restart) is also true.
+    and only together with O(restart) and O(domain).
   - Never fails on a host without KVM, without tracefs or with older tracepoints; it
     reports what could be said instead.
 author:
@@ -69,19 +69,22 @@ options:
     description:
       - Restart the guest O(domain) during the sample (graceful C(virsh shutdown), wait,
         C(virsh start)), so the inhibit reasons set at start are traced.
-      - Does nothing unless O(restart=true) is given too; then the sample shows the current
-        state only and the result says the guest was not restarted.
+      - The one way to ask for it is O(restart_to_capture=true), O(restart=true) and O(domain)
+        together; any one or two of them alone are refused before anything is sampled or
+        restarted, naming what is missing.
     type: bool
     default: false
   restart:
     description:
-      - The explicit consent that O(restart_to_capture) needs to restart a running guest.
+      - The explicit consent that O(restart_to_capture) needs to restart a running guest; only
+        together with O(restart_to_capture) and O(domain).
       - In check mode the guest is never restarted; the result says it would be.
     type: bool
     default: false
   domain:
     description:
-      - The libvirt domain to restart with O(restart_to_capture). It must be running.
+      - The libvirt domain to restart with O(restart_to_capture). It must be running; only
+        together with O(restart_to_capture) and O(restart).
     type: str
   libvirt_uri:
     description:
@@ -166,9 +169,15 @@ guests:
       type: str
     counts:
       description:
-        - C(accepted) interrupts, C(accepted_fixed) (Fixed and LowPrio, the ones AVIC can
-          accelerate), C(accepted_other) by delivery mode, C(accelerated), C(emulated),
-          C(avic_exits) by event, C(doorbells), C(ga_log), C(unaccelerated_registers).
+        - C(accepted) interrupts (C(kvm_apic_accept_irq)), C(accepted_fixed) (Fixed and
+          LowPrio, the ones AVIC can accelerate), C(accepted_other) by delivery mode,
+          C(accelerated) (C(kvm_apicv_accept_irq), deliveries KVM made through the vAPIC),
+          C(emulated) (C(kvm_inj_virq), interrupts KVM injected itself, each once; with
+          C(emulated_from) C(estimate), accepted Fixed/LowPrio minus accelerated, when the
+          trace has no such event), C(emulated_from), C(avic_exits) by event, C(doorbells),
+          C(ga_log), C(unaccelerated_registers).
+        - IPIs that AVIC delivers between running vCPUs and interrupts the IOMMU posts trace
+          nothing, so they are in none of these counts.
       type: dict
     inhibit_events:
       description: Every inhibit change of this guest, decoded (C(set), C(reason), C(reason_name), C(mask), C(active), C(decoded), C(consistent), C(ts)).
@@ -334,16 +343,29 @@ class Restarter(object):
         return {'shutdown_seconds': shutdown_seconds}
 
 
+RESTART_OPTIONS = ('restart_to_capture', 'restart', 'domain')
+
+
+def incomplete_restart_request(params):
+    """An error when a restart during the sample is asked for only in part, else None.
+
+    The one way to ask: restart_to_capture: true, restart: true (the consent) and domain, together.
+    """
+    given = [k for k in RESTART_OPTIONS if params[k]]
+    if not given or len(given) == len(RESTART_OPTIONS):
+        return None
+    missing = [k for k in RESTART_OPTIONS if not params[k]]
+    return ('a restart during the sample needs restart_to_capture: true, restart: true and domain '
+            'together; %s given, %s missing: add %s, or leave out %s (nothing was sampled or '
+            'restarted)' % (', '.join(given), ', '.join(missing), ' and '.join(missing), ', '.join(given)))
+
+
 def restart_plan(params, check_mode):
-    """(do the restart, the 'restart' result block before the sample)."""
+    """(do the restart, the 'restart' result block before the sample); the request is complete."""
     block = {'requested': bool(params['restart_to_capture']), 'performed': False,
              'domain': params['domain'], 'reason': None, 'shutdown_seconds': None}
     if not params['restart_to_capture']:
         block['reason'] = 'not requested'
-        return False, block
-    if not params['restart']:
-        block['reason'] = ('restart_to_capture needs restart: true as well; %s was not restarted '
-                           'and the sample shows its current state only' % params['domain'])
         return False, block
     if check_mode:
         block['reason'] = 'check mode: %s would be restarted' % params['domain']
@@ -364,10 +386,12 @@ def main():
             libvirt_uri=dict(type='str', default='qemu:///system'),
             restart_timeout=dict(type='int', default=180),
         ),
-        required_if=[('restart_to_capture', True, ['domain'])],
         supports_check_mode=True,
     )
     params = module.params
+    incomplete = incomplete_restart_request(params)
+    if incomplete:
+        module.fail_json(msg=incomplete)
     duration = params['duration']
     if not avic_sampler.MIN_DURATION <= duration <= avic_sampler.MAX_DURATION:
         module.fail_json(msg='duration=%g is out of range: give %d to %d seconds' % (
@@ -377,8 +401,6 @@ def main():
     tracefs = None if params['tracefs'] in (None, '', 'auto') else params['tracefs']
 
     do_restart, restart_block = restart_plan(params, module.check_mode)
-    if params['restart_to_capture'] and not params['restart']:
-        module.warn(restart_block['reason'])
 
     received = []
 

@@ -271,9 +271,8 @@ def test_restart_to_capture_without_restart_leaves_the_guest_alone(tracefs, tmp_
     before = snapshot()
     status, result = run_ansible_module('vfio.avic.avic_runtime',
                                         'duration=1 restart_to_capture=true domain=win11')
-    assert 'SUCCESS' in status and result['changed'] is False, result
-    assert result['restart']['performed'] is False and 'needs restart: true' in result['restart']['reason']
-    assert result['sampled'] is True and result['state_restored'] is True
+    assert 'FAILED' in status and 'restart missing' in result['msg'], result
+    assert 'sampled' not in result, 'refused before sampling'
     assert not log.exists(), 'virsh was called: %s' % log.read_text()
     assert snapshot() == before
     # the control: with consent the same virsh is reached (domstate first, then the shutdown)

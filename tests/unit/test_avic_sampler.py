@@ -12,6 +12,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from ansible_collections.vfio.avic.plugins.module_utils import avic_sampler as sampler
 
 from conftest import COLLECTIONS
@@ -153,14 +155,27 @@ def run_runtime_module(tmp_path, args, check_mode=False):
     return json.loads(proc.stdout), calls
 
 
-def test_restart_to_capture_without_restart_never_touches_the_guest(tmp_path):
-    result, calls = run_runtime_module(tmp_path, {'restart_to_capture': True, 'domain': 'win11'})
-    assert calls == []
-    assert not result.get('failed') and result['changed'] is False, result
-    assert result['restart']['requested'] is True and result['restart']['performed'] is False
-    assert 'needs restart: true' in result['restart']['reason'] and 'win11' in result['restart']['reason']
-    assert 'needs restart: true' in json.dumps(result.get('warnings')), 'the module warns about it'
-    assert result['sampled'] is True and result['state_restored'] is True
+@pytest.mark.parametrize('args, missing', [
+    ({'restart_to_capture': True, 'domain': 'win11'}, 'restart missing'),
+    ({'restart': True}, 'restart_to_capture, domain missing'),
+    ({'restart': True, 'domain': 'win11'}, 'restart_to_capture missing'),
+    ({'restart_to_capture': True, 'restart': True}, 'domain missing'),
+    ({'domain': 'win11'}, 'restart_to_capture, restart missing'),
+])
+def test_an_incomplete_restart_request_is_refused_before_anything_happens(tmp_path, args, missing):
+    root = tmp_path / 'tracefs'
+    fallback_tracefs(root)
+
+    def files():
+        return dict((str(p), p.read_text()) for p in sorted(root.rglob('*')) if p.is_file())
+
+    before = files()
+    result, calls = run_runtime_module(tmp_path, args)
+    assert calls == [], 'virsh was called'
+    assert result.get('failed') is True and missing in result['msg'], result
+    assert 'restart_to_capture: true, restart: true and domain together' in result['msg']
+    assert 'sampled' not in result, 'nothing was sampled'
+    assert files() == before, 'the tracefs was touched'
 
 
 def test_restart_in_check_mode_is_only_reported(tmp_path):
