@@ -239,6 +239,9 @@ def classify_cpu(text, kernel=None):
         'avic': 'avic' in flags,
         'x2avic': 'x2avic' in flags,
         'x2apic': 'x2apic' in flags,
+        # invariant TSC (CPUID 0x80000007 EDX[8]); Linux names it nonstop_tsc. QEMU refuses to
+        # start a guest that requires invtsc on a host without it.
+        'invtsc': 'nonstop_tsc' in flags,
         'hypervisor': 'hypervisor' in flags,
         'erratum_1235': vendor in ('amd', 'hygon') and family in ERRATUM_1235_FAMILIES,
         'threads': len(blocks),

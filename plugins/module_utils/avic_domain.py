@@ -104,6 +104,9 @@ def normalise_host(host):
     if nested is None and isinstance(host.get('kvm_amd'), dict):
         nested = (host['kvm_amd'].get('parameters') or {}).get('nested')
     vendor, vendor_id = host_vendor(host)
+    invtsc = host.get('invtsc')
+    if invtsc is None and isinstance(host.get('cpu'), dict):
+        invtsc = host['cpu'].get('invtsc')
     x2avic_ext = host.get('x2avic_ext')
     if x2avic_ext is None and isinstance(host.get('dmesg'), dict):
         # "x2AVIC enabled (max N vCPUs)" (6.19+): N is 4096 with X2AVIC_EXT, 512 without
@@ -119,6 +122,7 @@ def normalise_host(host):
         'avic': _bool(host['avic']),
         'x2avic': _bool(host['x2avic']),
         'nested': None if nested is None else _bool(nested),
+        'invtsc': None if invtsc is None else _bool(invtsc),
         'x2avic_ext': None if x2avic_ext is None else _bool(x2avic_ext),
         'qemu': _qemu_version(host.get('qemu')),
     }
@@ -499,7 +503,8 @@ def _check_hyperv(s, host, out):
             'Windows guest without the hypervclock timer: its timers get slow once stimer is gone '
             '(reported).',
             "Add <timer name='hypervclock' present='yes'/> to <clock>."))
-    if s['cpu_features'].get('invtsc') not in REQUIRED_POLICIES:
+    # a host without invariant TSC cannot give it: QEMU refuses to start a guest that requires it
+    if s['cpu_features'].get('invtsc') not in REQUIRED_POLICIES and host.get('invtsc') is not False:
         out.append(finding(
             'invtsc_missing', WARNING,
             'Windows guest without invtsc required: with hypervclock it keeps timers fast '

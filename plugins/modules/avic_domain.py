@@ -320,7 +320,32 @@ def write_backup(directory, name, text):
         return path
 
 
-def restart(module, virsh, name, result):
+def start_or_restore(module, virsh, name, result, previous_xml):
+    """Start the domain; when its new definition does not start (QEMU refuses a feature this host
+    lacks, say), define ``previous_xml`` again, start that, and fail with both errors, so that a
+    guest that ran before runs again."""
+    rc, _out, err = virsh.run('start', '--domain', name, ok_fail=True)
+    if rc == 0:
+        return
+    error = ' '.join((err or '').split())
+    fd, path = tempfile.mkstemp(prefix='vfio-avic-', suffix='.xml')
+    try:
+        with os.fdopen(fd, 'w') as handle:
+            handle.write(previous_xml)
+        virsh.run('define', '--file', path, result=result)
+    finally:
+        os.unlink(path)
+    rc, _out, err2 = virsh.run('start', '--domain', name, ok_fail=True)
+    failed = dict(result, changed=True, restarted=False, restart_required=False,
+                  findings_after=result.get('findings_before', []))
+    module.fail_json(msg='domain %s did not start with the fixed definition (%s). %s' % (
+        name, error, 'Its previous definition was defined again and it runs with it; fix the cause '
+        '(or set the option that added the setting to keep) and run again'
+        if rc == 0 else 'Its previous definition was defined again but did not start either (%s): '
+        'start it yourself' % ' '.join((err2 or '').split())), **failed)
+
+
+def restart(module, virsh, name, result, previous_xml):
     """Shut the domain down gracefully and start it again; on a timeout without force_off it is left
     running and the module fails with what was already done (changed, backup)."""
     timeout = module.params['shutdown_timeout']
@@ -338,7 +363,7 @@ def restart(module, virsh, name, result):
             virsh.run('destroy', '--domain', name, result=result)
             break
         time.sleep(min(2, max(0.1, deadline - time.time())))
-    virsh.run('start', '--domain', name, result=result)
+    start_or_restore(module, virsh, name, result, previous_xml)
 
 
 def validate(module):
@@ -425,7 +450,10 @@ def run(module):
             result['changed'] = True
             result['notes'].append('restart: domain %s would be restarted' % name)
         else:
-            restart(module, virsh, name, result)
+            # what ran until now, to put back should the new definition not start
+            previous = before_xml if fixed['changed'] else \
+                virsh.run('dumpxml', '--migratable', '--domain', name, result=result)[1]
+            restart(module, virsh, name, result, previous)
             result.update(changed=True, restarted=True, restart_required=False)
     return result
 

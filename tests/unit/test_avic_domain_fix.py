@@ -329,3 +329,13 @@ def test_split_irqchip_pit_is_left_alone():
     xml = read('pit_split_irqchip.xml')
     result = fix.fix_domain(xml, ZEN2_61)
     assert result['changed'] is False and result['xml'] == xml
+
+
+def test_the_fix_never_requires_invtsc_on_a_host_without_it():
+    with open(os.path.join(REPO, 'tests', 'fixtures', 'domains', 'invtsc_missing.xml')) as handle:
+        xml = handle.read()
+    given = fix.fix_domain(xml, dict(ZEN2_61, invtsc=True), caps=HV_AVIC, name='win')
+    assert "<feature policy='require' name='invtsc'/>" in ' '.join(given['changes'])
+    lacking = fix.fix_domain(xml, dict(ZEN2_61, invtsc=False), caps=HV_AVIC, name='win')
+    assert 'invtsc' not in ' '.join(lacking['changes'])
+    assert 'invtsc_missing' not in [f['id'] for f in lacking['findings_after']]

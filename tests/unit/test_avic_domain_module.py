@@ -128,6 +128,11 @@ elif cmd == 'destroy':
         os.unlink(path('live', name))
     print('Domain %%s destroyed' %% name)
 elif cmd == 'start':
+    refuse = os.path.join(state, 'refuse_start_with')
+    if os.path.exists(refuse) and read(refuse).strip() in read(path('persistent', name)):
+        sys.stderr.write("error: Failed to start domain '%%s'\nerror: internal error: qemu "
+                         "unexpectedly closed the monitor: host doesn't support invariant TSC\n" %% name)
+        sys.exit(1)
     shutil.copy(path('persistent', name), path('live', name))
     set_state(name, 'running')
     print('Domain %%s started' %% name)
@@ -415,3 +420,23 @@ def test_bad_options_are_named_before_libvirt_is_looked_for(tmp_path, host_tree,
     assert result['failed'] is True and result['msg'].startswith(word), result
     assert 'not installed' not in result['msg'] and 'libvirt is not reachable' not in result['msg']
     assert not (tmp_path / 'backups').exists()
+
+
+def test_a_fixed_definition_that_does_not_start_is_rolled_back_and_the_guest_runs_again(libvirt, host_tree,
+                                                                                        tmp_path):
+    """The stand-in libvirt refuses to start a definition that requires invtsc, as QEMU does on a
+    host without an invariant TSC: the guest must end up running its previous definition."""
+    host = host_tree(**ZEN2)
+    old = renamed('invtsc_missing.xml', 'win')
+    libvirt.add('win', old, live=old, state='running')
+    (libvirt.state / 'refuse_start_with').write_text('name="invtsc"')
+    result = run_module_direct('avic_domain', domain(host, tmp_path / 'backups', name='win', state='fixed',
+                                                     restart=True, shutdown_timeout=5))
+    assert result['failed'] is True and 'did not start with the fixed definition' in result['msg'], result
+    assert "host doesn't support invariant TSC" in result['msg']
+    assert 'runs with it' in result['msg']
+    assert libvirt.persistent('win') == old and libvirt.live('win') == old, 'the previous definition runs'
+    with open(result['backup']) as handle:
+        assert handle.read() == old
+    starts = [c for c in libvirt.calls() if ' start ' in ' %s ' % c]
+    assert len(starts) == 2, libvirt.calls()
