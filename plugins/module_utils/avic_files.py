@@ -106,6 +106,11 @@ class HostFiles(object):
         os.close(fd)
         try:
             shutil.copy2(real, tmp)
+            # never over an older backup: os.rename would replace one made in the same second
+            base, count = dest, 1
+            while os.path.exists(dest):
+                dest = '%s.%d~' % (base[:-1], count)
+                count += 1
             os.rename(tmp, dest)
         finally:
             if os.path.exists(tmp):

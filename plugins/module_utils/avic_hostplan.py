@@ -125,8 +125,8 @@ MANAGED_OPTIONS = {'avic': 'avic_host_enabled', 'npt': None, 'nested': 'avic_hos
 def wanted_options(force_avic=False, nested=False, extra=None, avic=True):
     """The kvm_amd options to write, as an ordered list of (name, value) strings.
 
-    ``avic=False`` writes avic=0 (AVIC off on purpose; kernels from 6.18 turn it on by default
-    on Zen 4+). The managed options cannot be set through ``extra``: a second value would
+    ``avic=False`` writes avic=0 (AVIC off on purpose; from 6.18 avic=auto turns it on by itself
+    on Zen 4 or later CPUs with x2AVIC, AVIC in CPUID and nested paging). The managed options cannot be set through ``extra``: a second value would
     silently win over the first.
     """
     if force_avic and not avic:
