@@ -1,4 +1,4 @@
-"""Write docs/findings.md from the finding vocabulary in plugins/module_utils/avic_findings.py."""
+"""Write docs/findings.md from the finding vocabulary in plugins/module_utils/findings.py."""
 
 import os
 import sys
@@ -6,7 +6,7 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, '.build', 'collections'))
 
-from ansible_collections.vfio.avic.plugins.module_utils.avic_findings import FINDING_IDS  # noqa: E402
+from ansible_collections.vfio.avic.plugins.module_utils.findings import FINDING_IDS  # noqa: E402
 
 HEADER = """# Finding ids
 

@@ -9,13 +9,15 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.vfio.avic.plugins.module_utils import avic_cpu, avic_domain, avic_kernel
-from ansible_collections.vfio.avic.plugins.module_utils.avic_findings import worst_severity
+from ansible_collections.vfio.avic.plugins.module_utils.rules import cpu as cpu_rules
+from ansible_collections.vfio.avic.plugins.module_utils.rules import domain as domain_rules
+from ansible_collections.vfio.avic.plugins.module_utils.rules import kernel as kernel_rules
+from ansible_collections.vfio.avic.plugins.module_utils.findings import worst_severity
 
 
 def cpu_avic_support(cpuinfo_text):
     """Classify /proc/cpuinfo text (never fails; garbage gives vendor unknown)."""
-    return avic_cpu.classify_cpu(cpuinfo_text)
+    return cpu_rules.classify_cpu(cpuinfo_text)
 
 
 def _release(value):
@@ -27,16 +29,16 @@ def _release(value):
 def kernel_avic_issues(kernel_release, upstream=None):
     """Findings for a kernel release string."""
     try:
-        return avic_kernel.kernel_issues(_release(kernel_release), upstream)
-    except avic_kernel.KernelReleaseError as exc:
+        return kernel_rules.kernel_issues(_release(kernel_release), upstream)
+    except kernel_rules.KernelReleaseError as exc:
         raise AnsibleFilterError('vfio.avic.kernel_avic_issues: %s' % exc)
 
 
 def kernel_version(kernel_release):
     """Parse a kernel release into {release, major, minor, patch, suffix, distribution}."""
     try:
-        parsed = avic_kernel.parse_release(_release(kernel_release))
-    except avic_kernel.KernelReleaseError as exc:
+        parsed = kernel_rules.parse_release(_release(kernel_release))
+    except kernel_rules.KernelReleaseError as exc:
         raise AnsibleFilterError('vfio.avic.kernel_version: %s' % exc)
     parsed['version'] = list(parsed['version'])
     return parsed
@@ -45,16 +47,16 @@ def kernel_version(kernel_release):
 def kernel_at_least(kernel_release, minimum):
     """True when a kernel release is at least ``minimum`` ('5.6', '6.0.0')."""
     try:
-        return avic_kernel.at_least(_release(kernel_release), minimum)
-    except avic_kernel.KernelReleaseError as exc:
+        return kernel_rules.at_least(_release(kernel_release), minimum)
+    except kernel_rules.KernelReleaseError as exc:
         raise AnsibleFilterError('vfio.avic.kernel_at_least: %s' % exc)
 
 
 def domain_avic_issues(domain_xml, host, name=None):
     """Findings for a libvirt domain XML on ``host`` (the vfio_avic fact works as it is)."""
     try:
-        return avic_domain.audit_domain(domain_xml, host, name)
-    except (avic_domain.DomainXMLError, avic_domain.HostFactsError) as exc:
+        return domain_rules.audit_domain(domain_xml, host, name)
+    except (domain_rules.DomainXMLError, domain_rules.HostFactsError) as exc:
         raise AnsibleFilterError('vfio.avic.domain_avic_issues: %s' % exc)
 
 
@@ -64,7 +66,7 @@ def avic_verdict(findings):
     if not isinstance(findings, list):
         raise AnsibleFilterError('vfio.avic.avic_verdict expects a list of findings, got %s'
                                  % type(findings).__name__)
-    return avic_domain.verdict(findings)
+    return domain_rules.verdict(findings)
 
 
 def avic_worst_severity(findings):

@@ -9,14 +9,15 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.vfio.avic.plugins.module_utils import avic_domain, avic_domain_new
+from ansible_collections.vfio.avic.plugins.module_utils.rules import domain as domain_rules
+from ansible_collections.vfio.avic.plugins.module_utils.libvirt import domain_new
 
 
 def avic_domain_xml(spec):
     """Libvirt domain XML for a new guest spec (values escaped by ElementTree)."""
     try:
-        return avic_domain_new.build(dict(spec) if spec is not None else None)
-    except (avic_domain_new.SpecError, TypeError, ValueError) as exc:
+        return domain_new.build(dict(spec) if spec is not None else None)
+    except (domain_new.SpecError, TypeError, ValueError) as exc:
         raise AnsibleFilterError('avic_guest_new: %s' % exc)
 
 
@@ -36,7 +37,7 @@ def guest_entry(result):
     if result.get('restart_required'):
         state = 'restart_required'
     else:
-        state = avic_domain.verdict(after)
+        state = domain_rules.verdict(after)
     reasons = ['%s: %s' % (f['id'], f['message']) for f in inhibits] + list(result.get('notes') or [])
     if state == 'restart_required':
         reasons.insert(0, 'running with the old definition: restart it to apply the fix')

@@ -10,7 +10,7 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.vfio.avic.plugins.module_utils import avic_hostplan
+from ansible_collections.vfio.avic.plugins.module_utils.plan import host as host_plan
 
 
 def _facts(value, name):
@@ -24,10 +24,10 @@ def avic_host_preflight(facts, force_avic=False, allow_no_svm=False, allow_old_k
                         refuse_known_issues=False, enabled=True):
     """configure / report / stop, with reasons and warnings."""
     try:
-        return avic_hostplan.preflight(_facts(facts, 'avic_host_preflight'), bool(force_avic),
-                                       bool(allow_no_svm), bool(allow_old_kernel),
-                                       bool(refuse_known_issues), bool(enabled))
-    except avic_hostplan.PlanError as exc:
+        return host_plan.preflight(_facts(facts, 'avic_host_preflight'), bool(force_avic),
+                                   bool(allow_no_svm), bool(allow_old_kernel),
+                                   bool(refuse_known_issues), bool(enabled))
+    except host_plan.PlanError as exc:
         raise AnsibleFilterError(str(exc))
 
 
@@ -36,9 +36,9 @@ def avic_host_cmdline_args(iommu_args, iommu_intr=None, extra_args=None, remove=
     arguments the collection adds may be removed) so that a bad list stops the role before it
     changes anything."""
     try:
-        args = avic_hostplan.owned_args(iommu_args or [], iommu_intr or None, extra_args or [])
-        avic_hostplan.removable_keys(remove or [], args)
-    except avic_hostplan.PlanError as exc:
+        args = host_plan.owned_args(iommu_args or [], iommu_intr or None, extra_args or [])
+        host_plan.removable_keys(remove or [], args)
+    except host_plan.PlanError as exc:
         raise AnsibleFilterError(str(exc))
     return args
 
@@ -54,17 +54,17 @@ def avic_host_state(facts, options, cmdline_args, cmdline_changed=False, reloade
     if isinstance(options, dict):
         options = sorted(options.items())
     if next_boot == 'facts' or isinstance(next_boot, dict):
-        line = avic_hostplan.next_boot_line(facts, next_boot if isinstance(next_boot, dict) else None)
+        line = host_plan.next_boot_line(facts, next_boot if isinstance(next_boot, dict) else None)
     else:
         line = next_boot
     target = next_boot.get('target') if isinstance(next_boot, dict) and next_boot.get('target') \
         else (facts.get('boot_cmdline') or {}).get('target')
-    return avic_hostplan.final_state(facts, list(options or []), list(cmdline_args or []),
-                                     bool(cmdline_changed), bool(reloaded), preflight,
-                                     next_boot=line,
-                                     remove_keys=[r.partition('=')[0] for r in remove or []],
-                                     winning_conflicts=[c for c in conflicts or [] if c.get('wins')],
-                                     target=target)
+    return host_plan.final_state(facts, list(options or []), list(cmdline_args or []),
+                                 bool(cmdline_changed), bool(reloaded), preflight,
+                                 next_boot=line,
+                                 remove_keys=[r.partition('=')[0] for r in remove or []],
+                                 winning_conflicts=[c for c in conflicts or [] if c.get('wins')],
+                                 target=target)
 
 
 def avic_host_cmdline_needed(facts, args, remove=None, target='auto'):
@@ -88,11 +88,11 @@ def avic_host_cmdline_needed(facts, args, remove=None, target='auto'):
         return True
     if boot.get('target') == 'none':
         return False
-    if avic_hostplan.cmdline_needs_change(boot.get('value'), args, remove) is not False:
+    if host_plan.cmdline_needs_change(boot.get('value'), args, remove) is not False:
         return True
     if boot.get('target') == 'grub' and 'sources' not in boot and facts.get('cmdline') is not None:
-        return avic_hostplan.cmdline_decision(facts.get('cmdline') or '', boot.get('value'), args,
-                                              remove)['missing'] != []
+        return host_plan.cmdline_decision(facts.get('cmdline') or '', boot.get('value'), args,
+                                          remove)['missing'] != []
     return False
 
 
@@ -104,8 +104,8 @@ def avic_host_reboot_guard(guests, libvirt_running=None, shutdown=False, contain
                                  'vfio.avic.avic_facts, got %r' % type(guests).__name__)
     if isinstance(libvirt_running, str):
         libvirt_running = [n.strip() for n in libvirt_running.splitlines() if n.strip()]
-    return avic_hostplan.reboot_guard(list(guests or []), libvirt_running, bool(shutdown),
-                                      container or None, bool(check_mode))
+    return host_plan.reboot_guard(list(guests or []), libvirt_running, bool(shutdown),
+                                  container or None, bool(check_mode))
 
 
 class FilterModule(object):

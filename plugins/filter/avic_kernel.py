@@ -9,7 +9,7 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.vfio.avic.plugins.module_utils import avic_kernelplan
+from ansible_collections.vfio.avic.plugins.module_utils.plan import kernel as kernel_plan
 
 
 def avic_kernel_keep_plan(facts, minimum='5.6', allow_old=False, refuse_known_issues=False):
@@ -18,8 +18,8 @@ def avic_kernel_keep_plan(facts, minimum='5.6', allow_old=False, refuse_known_is
         raise AnsibleFilterError('vfio.avic.avic_kernel_keep_plan expects the vfio_avic fact of '
                                  'vfio.avic.avic_facts')
     try:
-        return avic_kernelplan.keep_plan(facts, str(minimum), bool(allow_old), bool(refuse_known_issues))
-    except avic_kernelplan.PlanError as exc:
+        return kernel_plan.keep_plan(facts, str(minimum), bool(allow_old), bool(refuse_known_issues))
+    except kernel_plan.PlanError as exc:
         raise AnsibleFilterError(str(exc))
 
 
@@ -29,9 +29,9 @@ def avic_kernel_resolve(plan, listing, minimum='5.6', allow_old=False, refuse_kn
         raise AnsibleFilterError('vfio.avic.avic_kernel_resolve expects the plan of '
                                  'vfio.avic.avic_kernel_select')
     try:
-        return avic_kernelplan.resolve(plan, str(listing or ''), str(minimum), bool(allow_old),
-                                       bool(refuse_known_issues))
-    except avic_kernelplan.PlanError as exc:
+        return kernel_plan.resolve(plan, str(listing or ''), str(minimum), bool(allow_old),
+                                   bool(refuse_known_issues))
+    except kernel_plan.PlanError as exc:
         raise AnsibleFilterError('vfio.avic.avic_kernel_resolve: %s' % exc)
 
 
@@ -41,8 +41,8 @@ def avic_kernel_ignorepkg(text, names):
         raise AnsibleFilterError('vfio.avic.avic_kernel_ignorepkg expects a list of package names, '
                                  'got %r' % (names,))
     try:
-        return avic_kernelplan.ignorepkg_merge(str(text or ''), list(names))
-    except avic_kernelplan.PlanError as exc:
+        return kernel_plan.ignorepkg_merge(str(text or ''), list(names))
+    except kernel_plan.PlanError as exc:
         raise AnsibleFilterError('vfio.avic.avic_kernel_ignorepkg: %s' % exc)
 
 

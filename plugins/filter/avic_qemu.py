@@ -10,23 +10,25 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.vfio.avic.plugins.module_utils import avic_domain, avic_proxmox, avic_qemu
+from ansible_collections.vfio.avic.plugins.module_utils.rules import domain as domain_rules
+from ansible_collections.vfio.avic.plugins.module_utils.guests import proxmox as proxmox_guest
+from ansible_collections.vfio.avic.plugins.module_utils.guests import qemu as qemu_guest
 
 
 def qemu_avic_issues(qemu_argv, host):
     """Findings for a QEMU command line (list of arguments, or /proc/<pid>/cmdline text)."""
     try:
-        return avic_qemu.audit_qemu(qemu_argv, host)
-    except (avic_qemu.QemuArgvError, avic_domain.HostFactsError) as exc:
+        return qemu_guest.audit_qemu(qemu_argv, host)
+    except (qemu_guest.QemuArgvError, domain_rules.HostFactsError) as exc:
         raise AnsibleFilterError('vfio.avic.qemu_avic_issues: %s' % exc)
 
 
 def proxmox_avic_issues(qm_conf_text, host, vmid=None, cpu_models=None):
     """Findings for the text of a Proxmox VE /etc/pve/qemu-server/<vmid>.conf."""
     try:
-        return avic_proxmox.audit_proxmox(qm_conf_text, host, vmid, cpu_models)
-    except (avic_proxmox.ProxmoxConfigError, avic_qemu.QemuArgvError,
-            avic_domain.HostFactsError) as exc:
+        return proxmox_guest.audit_proxmox(qm_conf_text, host, vmid, cpu_models)
+    except (proxmox_guest.ProxmoxConfigError, qemu_guest.QemuArgvError,
+            domain_rules.HostFactsError) as exc:
         raise AnsibleFilterError('vfio.avic.proxmox_avic_issues: %s' % exc)
 
 

@@ -9,14 +9,16 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.vfio.avic.plugins.module_utils import avic_domain, avic_fleet, avic_report
+from ansible_collections.vfio.avic.plugins.module_utils.rules import domain as domain_rules
+from ansible_collections.vfio.avic.plugins.plugin_utils import fleet
+from ansible_collections.vfio.avic.plugins.plugin_utils import report as reporting
 
 
 def avic_audit_domains(domains, host):
     """Audit every domain of avic_facts' ``domains`` list against ``host``."""
     try:
-        return avic_fleet.audit_domains(domains, host)
-    except avic_domain.HostFactsError as exc:
+        return fleet.audit_domains(domains, host)
+    except domain_rules.HostFactsError as exc:
         raise AnsibleFilterError('vfio.avic.avic_audit_domains: %s' % exc)
     except ValueError as exc:
         raise AnsibleFilterError('vfio.avic.avic_audit_domains %s' % exc)
@@ -25,34 +27,34 @@ def avic_audit_domains(domains, host):
 def avic_fleet_report(hosts):
     """The fleet report (rows, guests, totals) from a list of hostvars."""
     try:
-        return avic_fleet.fleet_report(list(hosts or []))
+        return fleet.fleet_report(list(hosts or []))
     except ValueError as exc:  # HostFactsError is a ValueError too
         raise AnsibleFilterError('vfio.avic.avic_fleet_report: %s' % exc)
 
 
 def avic_host_summary(facts, host, domains=None):
     """One fleet-table row for a host."""
-    return avic_report.host_summary(host, facts, domains)
+    return reporting.host_summary(host, facts, domains)
 
 
 def avic_host_report(summary, facts, domains=None):
     """Readable report lines for one host."""
-    return avic_report.host_report_lines(summary, facts, domains)
+    return reporting.host_report_lines(summary, facts, domains)
 
 
 def avic_fleet_table(rows):
     """Fleet table lines from host summaries."""
-    return avic_report.fleet_table(list(rows or []))
+    return reporting.fleet_table(list(rows or []))
 
 
 def avic_fleet_markdown(rows, domains_by_host=None):
     """Markdown report lines from host summaries and {host: audited domains}."""
-    return avic_report.fleet_markdown(list(rows or []), domains_by_host or {})
+    return reporting.fleet_markdown(list(rows or []), domains_by_host or {})
 
 
 def avic_fleet_totals(rows):
     """Counts over host summaries."""
-    return avic_report.fleet_totals(list(rows or []))
+    return reporting.fleet_totals(list(rows or []))
 
 
 def avic_fleet_merge(summary, domains=None, host_status=None, kernel_report=None, guest_report=None,
@@ -69,8 +71,8 @@ def avic_fleet_merge(summary, domains=None, host_status=None, kernel_report=None
         if value is not None and not isinstance(value, list):
             raise AnsibleFilterError('vfio.avic.avic_fleet_merge: %s must be a list or omitted, got %r'
                                      % (name, value))
-    row, guests = avic_fleet.merge_host(summary, domains, host_status, kernel_report, guest_report,
-                                        runtime)
+    row, guests = fleet.merge_host(summary, domains, host_status, kernel_report, guest_report,
+                                   runtime)
     return {'row': row, 'guests': guests}
 
 

@@ -236,7 +236,9 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vfio.avic.plugins.module_utils import avic_domain, avic_domain_fix, avic_gather
+from ansible_collections.vfio.avic.plugins.module_utils.rules import domain as domain_rules
+from ansible_collections.vfio.avic.plugins.module_utils.libvirt import domain_fix
+from ansible_collections.vfio.avic.plugins.module_utils import gather as gather_facts
 
 FIX_OPTIONS = ('x2apic', 'svm', 'pit', 'hyperv', 'vapic', 'hypervclock', 'invtsc', 'ioapic', 'cpu_mode')
 # virsh domstate words of a domain whose QEMU process runs its live definition
@@ -267,7 +269,7 @@ class Virsh(object):
 def hv_avic_support(virsh):
     """hv_avic_caps() of the running daemon and hypervisor."""
     _rc, out, _err = virsh.run('version', '--daemon', ok_fail=True)
-    return avic_domain_fix.hv_avic_caps(avic_domain_fix.parse_virsh_version(out))
+    return domain_fix.hv_avic_caps(domain_fix.parse_virsh_version(out))
 
 
 def domstate(virsh, name, result=None):
@@ -284,8 +286,8 @@ def live_differs(virsh, host, name, persistent_findings):
     """True when the running guest still has findings its persistent definition no longer has."""
     _rc, live_xml, _err = virsh.run('dumpxml', '--domain', name)
     try:
-        live = avic_domain.audit_domain(live_xml, host, name)
-    except avic_domain.DomainXMLError:
+        live = domain_rules.audit_domain(live_xml, host, name)
+    except domain_rules.DomainXMLError:
         return False
     return bool(set(f['id'] for f in live) - set(f['id'] for f in persistent_findings))
 
@@ -383,8 +385,8 @@ def validate(module):
         module.fail_json(msg='root %r is not a directory: leave root unset for this host' % params['root'])
     if params['xml'] is not None:
         try:
-            root = avic_domain.parse_domain(params['xml'], name)
-        except avic_domain.DomainXMLError as exc:
+            root = domain_rules.parse_domain(params['xml'], name)
+        except domain_rules.DomainXMLError as exc:
             module.fail_json(msg='xml: %s' % exc)
         if root.findtext('name') != name:
             module.fail_json(msg='xml: the <name> in the XML is %r, not %r' % (root.findtext('name'), name))
@@ -403,7 +405,7 @@ def run(module):
     caps = hv_avic_support(virsh)
     result['hv_avic'] = caps
     # the QEMU version of virsh version in the host, so that every audit below agrees with the fix
-    host = avic_domain_fix.audit_host(avic_gather.gather(root=params['root'], dmesg=False, guests=False), caps)
+    host = domain_fix.audit_host(gather_facts.gather(root=params['root'], dmesg=False, guests=False), caps)
     if not host.get('kernel'):
         module.fail_json(msg='cannot read the running kernel release of this host', **result)
 
@@ -422,8 +424,8 @@ def run(module):
         result['active'] = is_active(result['domain_state'])
         new = False
     try:
-        fixed = avic_domain_fix.fix_domain(before_xml, host, options, caps, name)
-    except (avic_domain_fix.FixOptionError, avic_domain.DomainXMLError, avic_domain.HostFactsError) as exc:
+        fixed = domain_fix.fix_domain(before_xml, host, options, caps, name)
+    except (domain_fix.FixOptionError, domain_rules.DomainXMLError, domain_rules.HostFactsError) as exc:
         # HvAvicUnsupported (an explicit hyperv: avic this host cannot use) is a FixOptionError
         module.fail_json(msg=str(exc), **result)
     result['findings_before'] = fixed['findings_before']
@@ -463,7 +465,7 @@ def define(module, virsh, name, host, before_xml, fixed, new, result):
     result['changed'] = True
     result['defined'] = new
     if module._diff:
-        result['diff'] = {'before': '' if new else avic_domain_fix.normalise_xml(before_xml, name),
+        result['diff'] = {'before': '' if new else domain_fix.normalise_xml(before_xml, name),
                           'after': fixed['xml'],
                           'before_header': '%s (persistent)' % name, 'after_header': '%s (persistent)' % name}
     if module.check_mode:
@@ -478,7 +480,7 @@ def define(module, virsh, name, host, before_xml, fixed, new, result):
     finally:
         os.unlink(path)
     _rc, after_xml, _err = virsh.run('dumpxml', '--inactive', '--domain', name, result=result)
-    result['findings_after'] = avic_domain.audit_domain(after_xml, host, name)
+    result['findings_after'] = domain_rules.audit_domain(after_xml, host, name)
 
 
 def main():
@@ -495,7 +497,7 @@ def main():
         root=dict(type='path', default='/'),
     )
     for key in FIX_OPTIONS:
-        spec[key] = dict(type='str', default='auto', choices=list(avic_domain_fix.CHOICES[key]))
+        spec[key] = dict(type='str', default='auto', choices=list(domain_fix.CHOICES[key]))
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     module.exit_json(**run(module))
 

@@ -269,7 +269,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vfio.avic.plugins.module_utils.avic_gather import gather
+from ansible_collections.vfio.avic.plugins.module_utils.gather import gather
 
 
 def main():

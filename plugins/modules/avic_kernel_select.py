@@ -62,7 +62,7 @@ attributes:
     description: Changes nothing.
 notes:
   - The candidate kernel comes from read-only queries, parsed by the collection's own rules
-    (C(module_utils/avic_kernelplan)); Debian and Ubuntu C(apt-cache pkgnames), then C(apt-cache policy)
+    (C(module_utils/plan/kernel)); Debian and Ubuntu C(apt-cache pkgnames), then C(apt-cache policy)
     for an install candidate (names only provided by other packages do not count); Fedora/RHEL
     C(dnf repoquery --available) (the newest only for O(mode=latest)); Arch C(pacman -Si linux), the
     version of the first repository in C(pacman.conf) order, from the sync database as last refreshed
@@ -176,8 +176,8 @@ import re
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vfio.avic.plugins.module_utils import avic_kernelplan
-from ansible_collections.vfio.avic.plugins.module_utils.avic_gather import Reader, _boot_loader, _os_release
+from ansible_collections.vfio.avic.plugins.module_utils.plan import kernel as kernel_plan
+from ansible_collections.vfio.avic.plugins.module_utils.gather import Reader, _boot_loader, _os_release
 
 
 def debian_kernels(module, flavour):
@@ -189,13 +189,13 @@ def debian_kernels(module, flavour):
     rc, out, err = module.run_command(['apt-cache', 'pkgnames', 'linux-image-'])
     if rc != 0:
         module.fail_json(msg='apt-cache pkgnames failed: %s' % (err or out).strip())
-    available = avic_kernelplan.flavour_releases(out.splitlines(), flavour)
+    available = kernel_plan.flavour_releases(out.splitlines(), flavour)
     if available:
         rc, out, err = module.run_command(['apt-cache', 'policy'] + ['linux-image-%s' % r for r in available],
                                           environ_update={'LC_ALL': 'C'})
         if rc != 0:
             module.fail_json(msg='apt-cache policy failed: %s' % (err or out).strip())
-        available = avic_kernelplan.installable(available, out)
+        available = kernel_plan.installable(available, out)
     rc, out, _err = module.run_command(['dpkg-query', '-W', '-f', '${Package} ${db:Status-Abbrev}\\n',
                                         'linux-image-*'])
     installed = []
@@ -214,8 +214,8 @@ def repo_kernels(module, dist, mode, arch):
     Read-only: dnf repoquery, pacman -Si (the sync database as last refreshed; nothing here
     syncs it) or zypper search; run in check mode too.
     """
-    package = avic_kernelplan.META_PACKAGES[dist]
-    argv = avic_kernelplan.candidate_query(dist, mode, package)
+    package = kernel_plan.META_PACKAGES[dist]
+    argv = kernel_plan.candidate_query(dist, mode, package)
     tool = module.get_bin_path(argv[0])
     if not tool:
         module.fail_json(msg='%s not found: avic_kernel_mode %s reads the kernel the repositories offer '
@@ -228,8 +228,8 @@ def repo_kernels(module, dist, mode, arch):
     if rc != 0 and not missing:
         module.fail_json(msg='`%s` failed (rc %d): %s' % (' '.join(argv), rc, (err or out).strip()),
                          changed=False)
-    return argv, avic_kernelplan.repo_candidates(dist, '' if dist == 'Archlinux' and missing else out,
-                                                 package, arch)
+    return argv, kernel_plan.repo_candidates(dist, '' if dist == 'Archlinux' and missing else out,
+                                             package, arch)
 
 
 def arch_kernels(reader):
@@ -252,27 +252,27 @@ def run(module):
                              'Fedora/RHEL, Arch and openSUSE' % osr['id'])
     boot_loader = _boot_loader(reader)['kind']
     try:
-        dist = avic_kernelplan.distro(osr['family'], osr['id'], osr['proxmox'])
-        flavour = params['flavour'] or avic_kernelplan.DEFAULT_FLAVOUR.get(dist)
+        dist = kernel_plan.distro(osr['family'], osr['id'], osr['proxmox'])
+        flavour = params['flavour'] or kernel_plan.DEFAULT_FLAVOUR.get(dist)
         installed, available, query, candidates = [], None, None, None
         if dist in ('debian', 'ubuntu'):
             installed, available = debian_kernels(module, flavour)
         if params['mode'] == 'version':
-            avic_kernelplan.check_version_string(params['version'])
-            avic_kernelplan.packages(dist, 'version', params['version'], running, flavour)
-        if params['mode'] != 'keep' and dist in avic_kernelplan.CANDIDATE_TOOLS:
+            kernel_plan.check_version_string(params['version'])
+            kernel_plan.packages(dist, 'version', params['version'], running, flavour)
+        if params['mode'] != 'keep' and dist in kernel_plan.CANDIDATE_TOOLS:
             query, candidates = repo_kernels(module, dist, params['mode'], machine)
             available = [item['release'] for item in candidates]
-        os_name = avic_kernelplan.grub_os_name(
-            dist, avic_kernelplan.os_release_values(reader.text('/etc/os-release') or
-                                                    reader.text('/usr/lib/os-release')),
-            avic_kernelplan.grub_distributor(reader.text('/etc/default/grub')))
-        plan = avic_kernelplan.plan(
+        os_name = kernel_plan.grub_os_name(
+            dist, kernel_plan.os_release_values(reader.text('/etc/os-release') or
+                                                reader.text('/usr/lib/os-release')),
+            kernel_plan.grub_distributor(reader.text('/etc/default/grub')))
+        plan = kernel_plan.plan(
             osr['family'], params['mode'], running, osr['id'], osr['proxmox'], params['version'],
             available, flavour, params['minimum'], params['allow_old'], params['refuse_known_issues'],
             boot_loader, os_name, arch_kernels(reader) if dist == 'Archlinux' else None,
             candidates, machine)
-    except avic_kernelplan.PlanError as exc:
+    except kernel_plan.PlanError as exc:
         module.fail_json(msg=str(exc))
     if plan['validation']['refusals']:
         module.fail_json(msg=' '.join(plan['validation']['refusals']), running=running,

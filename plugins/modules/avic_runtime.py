@@ -280,7 +280,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vfio.avic.plugins.module_utils import avic_sampler
+from ansible_collections.vfio.avic.plugins.module_utils.trace import tracefs as tracing
 
 SIGNALS = tuple(getattr(signal, name) for name in ('SIGTERM', 'SIGINT', 'SIGHUP') if hasattr(signal, name))
 
@@ -393,9 +393,9 @@ def main():
     if incomplete:
         module.fail_json(msg=incomplete)
     duration = params['duration']
-    if not avic_sampler.MIN_DURATION <= duration <= avic_sampler.MAX_DURATION:
+    if not tracing.MIN_DURATION <= duration <= tracing.MAX_DURATION:
         module.fail_json(msg='duration=%g is out of range: give %d to %d seconds' % (
-            duration, avic_sampler.MIN_DURATION, avic_sampler.MAX_DURATION))
+            duration, tracing.MIN_DURATION, tracing.MAX_DURATION))
     if params['restart_timeout'] < 1:
         module.fail_json(msg='restart_timeout=%d must be at least 1 second' % params['restart_timeout'])
     tracefs = None if params['tracefs'] in (None, '', 'auto') else params['tracefs']
@@ -421,9 +421,9 @@ def main():
 
     previous = dict((sig, signal.signal(sig, handler)) for sig in SIGNALS)
     try:
-        result = avic_sampler.sample(duration, names=params['guests'] or None, tracefs=tracefs,
-                                     use_instance=params['use_instance'], run=run, during=restarter,
-                                     interrupted=interrupted)
+        result = tracing.sample(duration, names=params['guests'] or None, tracefs=tracefs,
+                                use_instance=params['use_instance'], run=run, during=restarter,
+                                interrupted=interrupted)
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)

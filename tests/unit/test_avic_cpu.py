@@ -5,7 +5,7 @@ __metaclass__ = type
 
 import pytest
 
-from ansible_collections.vfio.avic.plugins.module_utils import avic_cpu
+from ansible_collections.vfio.avic.plugins.module_utils.rules import cpu as cpu_rules
 
 # file -> (vendor, family, model, microarchitecture, avic, x2avic, hypervisor, status)
 CPUS = {
@@ -30,7 +30,7 @@ CPUS = {
 @pytest.mark.parametrize('name', sorted(CPUS))
 def test_fixture_classification(cpuinfo, name):
     vendor, family, model, arch, avic, x2avic, hypervisor, status = CPUS[name]
-    cpu = avic_cpu.classify_cpu(cpuinfo(name))
+    cpu = cpu_rules.classify_cpu(cpuinfo(name))
     assert (cpu['vendor'], cpu['family'], cpu['model']) == (vendor, family, model)
     assert cpu['microarchitecture'] == arch
     assert (cpu['avic'], cpu['x2avic'], cpu['hypervisor']) == (avic, x2avic, hypervisor)
@@ -40,36 +40,36 @@ def test_fixture_classification(cpuinfo, name):
 
 
 def test_supported_message_names_generation_and_x2avic(cpuinfo):
-    cpu = avic_cpu.classify_cpu(cpuinfo('zen4_epyc_9654.txt'))
+    cpu = cpu_rules.classify_cpu(cpuinfo('zen4_epyc_9654.txt'))
     assert 'Zen 4' in cpu['message'] and 'x2AVIC' in cpu['message']
     assert cpu['segment'] == 'server'
 
 
 def test_hidden_client_part_explains_force_avic(cpuinfo):
-    cpu = avic_cpu.classify_cpu(cpuinfo('zen3_ryzen_5950x.txt'))
+    cpu = cpu_rules.classify_cpu(cpuinfo('zen3_ryzen_5950x.txt'))
     assert cpu['segment'] == 'client'
     assert 'force_avic' in cpu['message'] and 'reported' in cpu['message']
 
 
 def test_vm_without_svm_points_at_nested_virtualisation(cpuinfo):
-    cpu = avic_cpu.classify_cpu(cpuinfo('amd_vm_epyc_nosvm.txt'))
+    cpu = cpu_rules.classify_cpu(cpuinfo('amd_vm_epyc_nosvm.txt'))
     assert 'nested' in cpu['message'] and 'virtual machine' in cpu['message']
 
 
 def test_intel_points_at_apicv(cpuinfo):
-    assert 'APICv' in avic_cpu.classify_cpu(cpuinfo('intel_xeon_gold_6338.txt'))['message']
+    assert 'APICv' in cpu_rules.classify_cpu(cpuinfo('intel_xeon_gold_6338.txt'))['message']
 
 
 def test_erratum_1235_families(cpuinfo):
-    assert avic_cpu.classify_cpu(cpuinfo('zen2_epyc_7702.txt'))['erratum_1235'] is True
-    assert avic_cpu.classify_cpu(cpuinfo('hygon_c86_7185.txt'))['erratum_1235'] is True
-    assert avic_cpu.classify_cpu(cpuinfo('zen4_epyc_9654.txt'))['erratum_1235'] is False
+    assert cpu_rules.classify_cpu(cpuinfo('zen2_epyc_7702.txt'))['erratum_1235'] is True
+    assert cpu_rules.classify_cpu(cpuinfo('hygon_c86_7185.txt'))['erratum_1235'] is True
+    assert cpu_rules.classify_cpu(cpuinfo('zen4_epyc_9654.txt'))['erratum_1235'] is False
 
 
 @pytest.mark.parametrize('text', ['', None, 42, b'\x00\xff', 'garbage without colons\n\n\n',
                                   'processor: x\nflags: svm avic\n'])
 def test_bad_input_gives_unknown_and_never_raises(text):
-    cpu = avic_cpu.classify_cpu(text)
+    cpu = cpu_rules.classify_cpu(text)
     assert cpu['vendor'] == 'unknown'
     assert cpu['status'] == 'unsupported_vendor'
     assert cpu['message']
@@ -77,12 +77,12 @@ def test_bad_input_gives_unknown_and_never_raises(text):
 
 def test_empty_and_garbled_fixtures(cpuinfo):
     for name in ('empty.txt', 'garbled.txt'):
-        cpu = avic_cpu.classify_cpu(cpuinfo(name))
+        cpu = cpu_rules.classify_cpu(cpuinfo(name))
         assert cpu['vendor'] == 'unknown' and 'unknown' in cpu['message']
 
 
 def test_other_vendor_is_named():
-    cpu = avic_cpu.classify_cpu('processor\t: 0\nvendor_id\t: CentaurHauls\nflags\t: fpu\n')
+    cpu = cpu_rules.classify_cpu('processor\t: 0\nvendor_id\t: CentaurHauls\nflags\t: fpu\n')
     assert cpu['vendor'] == 'unknown' and 'CentaurHauls' in cpu['message']
 
 
@@ -100,7 +100,7 @@ def test_other_vendor_is_named():
     (0x1a, 0xaf, 'zen6'), (0x1a, 0xb0, None), (0x1a, 0xc0, 'zen6'), (0x1a, 0xcf, 'zen6'),
     (0x1a, 0xd0, None)])
 def test_kernel_model_ranges(family, model, arch):
-    assert avic_cpu.microarchitecture('amd', family, model)[0] == arch
+    assert cpu_rules.microarchitecture('amd', family, model)[0] == arch
 
 
 def zen6_cpuinfo(cpuinfo):
@@ -110,20 +110,20 @@ def zen6_cpuinfo(cpuinfo):
 
 
 def test_zen6_is_named(cpuinfo):
-    cpu = avic_cpu.classify_cpu(zen6_cpuinfo(cpuinfo))
+    cpu = cpu_rules.classify_cpu(zen6_cpuinfo(cpuinfo))
     assert (cpu['family'], cpu['model'], cpu['microarchitecture']) == (0x1a, 0x50, 'zen6')
     assert cpu['status'] == 'supported' and 'Zen 6' in cpu['message']
 
 
 def test_pre_zen_amd_has_no_avic_to_force(cpuinfo):
-    cpu = avic_cpu.classify_cpu(cpuinfo('piledriver_fx_8350.txt'))
+    cpu = cpu_rules.classify_cpu(cpuinfo('piledriver_fx_8350.txt'))
     assert cpu['svm'] and cpu['npt'] and not cpu['avic']
     assert cpu['status'] == 'no_avic_hardware'
     assert 'before Zen' in cpu['message'] and 'does not offer it' in cpu['message']
 
 
 def test_vm_with_nested_svm_is_not_a_hidden_cpuid_bit(cpuinfo):
-    cpu = avic_cpu.classify_cpu(cpuinfo('amd_vm_epyc_svm.txt'))
+    cpu = cpu_rules.classify_cpu(cpuinfo('amd_vm_epyc_svm.txt'))
     assert cpu['status'] == 'vm_no_avic'
     assert 'KVM does not virtualise AVIC' in cpu['message']
     assert 'Only for testing' in cpu['message'] and 'force_avic=1' in cpu['message']
@@ -137,7 +137,7 @@ def test_vm_with_nested_svm_is_not_a_hidden_cpuid_bit(cpuinfo):
 def test_x2avic_flag_needs_kernel_6_0(cpuinfo, kernel, visible, words):
     # A Zen 4 EPYC on a 5.x kernel: the kernel does not name the x2avic bit yet.
     text = cpuinfo('zen4_epyc_9654.txt').replace(' x2avic', '')
-    cpu = avic_cpu.classify_cpu(text, kernel)
+    cpu = cpu_rules.classify_cpu(text, kernel)
     assert cpu['x2avic'] is False and cpu['x2avic_visible'] is visible
     assert words in cpu['message']
     if visible is False:
@@ -145,5 +145,5 @@ def test_x2avic_flag_needs_kernel_6_0(cpuinfo, kernel, visible, words):
 
 
 def test_x2avic_present_is_visible_on_any_kernel(cpuinfo):
-    cpu = avic_cpu.classify_cpu(cpuinfo('zen4_epyc_9654.txt'), '5.15.0')
+    cpu = cpu_rules.classify_cpu(cpuinfo('zen4_epyc_9654.txt'), '5.15.0')
     assert cpu['x2avic'] is True and cpu['x2avic_visible'] is True

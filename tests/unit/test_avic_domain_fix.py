@@ -11,8 +11,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from ansible_collections.vfio.avic.plugins.module_utils import avic_cpu, avic_domain
-from ansible_collections.vfio.avic.plugins.module_utils import avic_domain_fix as fix
+from ansible_collections.vfio.avic.plugins.module_utils.rules import cpu as cpu_rules
+from ansible_collections.vfio.avic.plugins.module_utils.rules import domain as domain_rules
+from ansible_collections.vfio.avic.plugins.module_utils.libvirt import domain_fix as fix
 
 from conftest import REPO
 
@@ -118,7 +119,7 @@ def test_clean_domains_are_left_byte_for_byte():
 
 
 def test_bad_input_is_named():
-    with pytest.raises(avic_domain.DomainXMLError, match='not well-formed'):
+    with pytest.raises(domain_rules.DomainXMLError, match='not well-formed'):
         fix.fix_domain(read('malformed.xml'), ZEN2_61, name='bad')
     with pytest.raises(fix.FixOptionError, match='hyperv must be one of'):
         fix.fix_domain(read('clean_linux.xml'), ZEN2_61, {'hyperv': 'sometimes'})
@@ -180,7 +181,7 @@ def test_kvm_domain_with_cpu_mode_keep_gets_the_default_model_not_host_passthrou
 
 def test_non_amd_host_changes_nothing_and_keeps_x2apic(cpuinfo):
     intel = {'kernel': '6.1.0-26-amd64', 'avic': False, 'x2avic': False,
-             'cpu': avic_cpu.classify_cpu(cpuinfo('intel_xeon_gold_6338.txt'))}
+             'cpu': cpu_rules.classify_cpu(cpuinfo('intel_xeon_gold_6338.txt'))}
     for name in ('seed_windows_before.xml', 'x2apic_exposed.xml', 'cpu_missing.xml'):
         xml = read(name)
         result = fix.fix_domain(xml, intel, {'x2apic': 'disable'}, caps=HV_AVIC, name=name)

@@ -18,7 +18,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from ansible_collections.vfio.avic.plugins.module_utils import avic_domain_fix as fix
+from ansible_collections.vfio.avic.plugins.module_utils.libvirt import domain_fix as fix
 from ansible_collections.vfio.avic.plugins.modules import avic_domain as module
 
 from conftest import fixture_text, run_ansible_module, run_module_direct

@@ -11,7 +11,8 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.vfio.avic.plugins.filter.avic_guest import avic_domain_xml, avic_guest_report
-from ansible_collections.vfio.avic.plugins.module_utils import avic_domain_fix, avic_domain_new as new
+from ansible_collections.vfio.avic.plugins.module_utils.libvirt import domain_fix
+from ansible_collections.vfio.avic.plugins.module_utils.libvirt import domain_new as new
 
 HOST = {'kernel': '6.1.0-26-amd64', 'avic': True, 'x2avic': False, 'nested': False}
 
@@ -26,7 +27,7 @@ def test_windows_profile_then_fixed_for_the_host_has_no_inhibit():
     assert [p.get('cpuset') for p in root.findall('cputune/vcpupin')] == ['2', '3', '4', '5']
     assert root.find('devices/disk').get('type') == 'block'
     assert [a.get('function') for a in root.findall('devices/hostdev/source/address')] == ['0x0', '0x1']
-    fixed = avic_domain_fix.fix_domain(xml, HOST, caps={'hv_avic': True}, name='win11')
+    fixed = domain_fix.fix_domain(xml, HOST, caps={'hv_avic': True}, name='win11')
     assert not [f for f in fixed['findings_after'] if f['severity'] == 'inhibit']
     assert ET.fromstring(fixed['xml']).find('features/hyperv/avic').get('state') == 'on'
 
@@ -100,7 +101,7 @@ def test_a_qemu_guest_gets_the_default_model_not_the_host_cpu():
     xml = new.build({'name': 'tcg', 'domain_type': 'qemu'})
     cpu = ET.fromstring(xml).find('cpu')
     assert cpu.get('mode') == 'custom' and cpu.findtext('model') == 'qemu64'
-    fixed = avic_domain_fix.fix_domain(xml, HOST, name='tcg')
+    fixed = domain_fix.fix_domain(xml, HOST, name='tcg')
     cpu = ET.fromstring(fixed['xml']).find('cpu')
     assert cpu.get('mode') == 'custom' and cpu.findtext('model') == 'qemu64'
     assert cpu.find("feature[@name='x2apic']").get('policy') == 'disable'

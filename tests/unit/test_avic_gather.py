@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from ansible_collections.vfio.avic.plugins.module_utils import avic_gather
+from ansible_collections.vfio.avic.plugins.module_utils import gather as gather_facts
 
 from conftest import FIXTURES, write_host_tree
 
@@ -33,7 +33,7 @@ def test_zen2_host_with_avic_off_and_new_options_pending(host_tree):
                '/etc/initramfs-tools/modules': '# kvm_amd\nvfio_pci\n'},
         proc_version='Linux version 6.1.0-26-amd64 (gcc-12 (Debian 12.2.0-14) 12.2.0) #1 SMP '
                      'PREEMPT_DYNAMIC Debian 6.1.112-1 (2024-09-30)\n')
-    facts = avic_gather.gather(root=root)
+    facts = gather_facts.gather(root=root)
     assert facts['cpu']['microarchitecture'] == 'zen2'
     assert facts['kernel'] == '6.1.0-26-amd64' and facts['kernel_upstream'] == '6.1.112'
     assert facts['avic'] is False and facts['nested'] is True
@@ -60,7 +60,7 @@ def test_zen4_host_active_with_a_running_guest(host_tree):
                             '/boot/loader/loader.conf': 'timeout 3\n',
                             '/etc/kernel/cmdline': 'root=/dev/nvme0n1p2\n'},
                      guests={4242: QEMU_ARGV, 17: ['/usr/sbin/sshd', '-D']})
-    facts = avic_gather.gather(root=root)
+    facts = gather_facts.gather(root=root)
     assert facts['avic'] is True and facts['x2avic'] is True
     # amd_iommu=on on the command line is the only finding (it is not an AMD IOMMU option).
     assert facts['status'] == 'active' and ids(facts) == ['amd_iommu_on_noop']
@@ -77,7 +77,7 @@ def test_zen4_host_active_with_a_running_guest(host_tree):
 
 def test_zen3_client_hidden_and_not_loaded_in_a_container(host_tree):
     root = host_tree(cpuinfo_name='zen3_ryzen_5950x.txt', files={'/run/.containerenv': ''})
-    facts = avic_gather.gather(root=root)
+    facts = gather_facts.gather(root=root)
     assert facts['cpu']['status'] == 'cpuid_hidden'
     assert ids(facts) == ['avic_cpuid_hidden', 'in_container', 'kvm_amd_not_loaded']
     assert facts['container'] == 'podman' and facts['status'] == 'inactive'
@@ -86,7 +86,7 @@ def test_zen3_client_hidden_and_not_loaded_in_a_container(host_tree):
 def test_forced_avic(host_tree):
     root = host_tree(cpuinfo_name='amd_vm_epyc_svm.txt',
                      params={'avic': 'Y', 'force_avic': 'Y', 'npt': 'Y', 'nested': '0'})
-    facts = avic_gather.gather(root=root)
+    facts = gather_facts.gather(root=root)
     # The TCG guest shows family 0x17 (EPYC model), so the kernel's erratum #1235 rule applies
     # to it: on 6.1 IPI virtualisation is on and the erratum counts as live.
     assert facts['status'] == 'active' and ids(facts) == ['avic_forced', 'ipiv_erratum_live']
@@ -94,17 +94,17 @@ def test_forced_avic(host_tree):
 
 
 def test_intel_and_vm_without_svm(host_tree, tmp_path):
-    facts = avic_gather.gather(root=host_tree(cpuinfo_name='intel_xeon_gold_6338.txt'))
+    facts = gather_facts.gather(root=host_tree(cpuinfo_name='intel_xeon_gold_6338.txt'))
     assert ids(facts) == ['not_amd'] and facts['status'] == 'unsupported'
     other = tmp_path / 'vm'
     other.mkdir()
     from conftest import write_host_tree
-    facts = avic_gather.gather(root=write_host_tree(other, cpuinfo_name='amd_vm_epyc_nosvm.txt'))
+    facts = gather_facts.gather(root=write_host_tree(other, cpuinfo_name='amd_vm_epyc_nosvm.txt'))
     assert ids(facts) == ['svm_unavailable'] and facts['status'] == 'unsupported'
 
 
 def test_empty_root_reports_unknown_and_never_raises(tmp_path):
-    facts = avic_gather.gather(root=str(tmp_path))
+    facts = gather_facts.gather(root=str(tmp_path))
     assert facts['cpu']['vendor'] == 'unknown' and facts['status'] == 'unknown'
     assert ids(facts) == ['cpu_unknown'] and facts['kernel'] is None
 
@@ -115,9 +115,9 @@ def test_commands_run_only_on_the_real_root(host_tree):
     def run(argv):
         calls.append(argv)
         return 0, '', ''
-    avic_gather.gather(root=host_tree(cpuinfo_name='zen4_epyc_9654.txt',
-                                      files={'/usr/bin/virsh': '', '/usr/sbin/libvirtd': ''}),
-                       run=run, domains=True)
+    gather_facts.gather(root=host_tree(cpuinfo_name='zen4_epyc_9654.txt',
+                                       files={'/usr/bin/virsh': '', '/usr/sbin/libvirtd': ''}),
+                        run=run, domains=True)
     assert calls == []
 
 
@@ -129,7 +129,7 @@ def test_dmesg_through_the_runner():
 
     def run(argv):
         return outputs.get(argv[0], (1, '', 'no such command'))
-    facts = avic_gather.gather(root='/', run=run, guests=False)
+    facts = gather_facts.gather(root='/', run=run, guests=False)
     assert facts['dmesg']['avic_enabled'] is True and facts['dmesg']['x2avic_enabled'] is True
     assert facts['dmesg']['iommu_vapic'] is False
     assert facts['guests'] is None
@@ -145,12 +145,12 @@ def test_os_release_family_and_proxmox(tmp_path):
     for index, (text, family) in enumerate(cases):
         root = tmp_path / str(index)
         root.mkdir()
-        facts = avic_gather.gather(root=write_host_tree(root, files={'/etc/os-release': text}))
+        facts = gather_facts.gather(root=write_host_tree(root, files={'/etc/os-release': text}))
         assert facts['os']['family'] == family, text
     assert facts['os']['id'] == 'gentoo' and facts['os']['proxmox'] is False
     pve = tmp_path / 'pve'
     pve.mkdir()
-    facts = avic_gather.gather(root=write_host_tree(pve, files={
+    facts = gather_facts.gather(root=write_host_tree(pve, files={
         '/etc/os-release': 'ID=debian\nVERSION_ID="12"\nVERSION_CODENAME=bookworm\n',
         '/usr/bin/pveversion': '#!/bin/sh\n'}))
     assert facts['os'] == {'id': 'debian', 'id_like': [], 'version_id': '12', 'codename': 'bookworm',
@@ -173,7 +173,7 @@ CLOUD_GRUB = {
 
 
 def test_grub_next_boot_line_follows_the_grub_d_files(host_tree):
-    facts = avic_gather.gather(root=host_tree(cpuinfo_name='zen4_epyc_9654.txt', files=CLOUD_GRUB))
+    facts = gather_facts.gather(root=host_tree(cpuinfo_name='zen4_epyc_9654.txt', files=CLOUD_GRUB))
     assert facts['boot_cmdline'] == {
         'target': 'grub',
         'value': 'root=/dev/vda1 ro console=tty1 console=ttyS0 amd_iommu=on iommu=pt '
@@ -185,7 +185,7 @@ def test_grub_next_boot_line_follows_the_grub_d_files(host_tree):
 
 
 def test_grub_line_that_cannot_be_parsed_is_none(host_tree):
-    facts = avic_gather.gather(root=host_tree(files={
+    facts = gather_facts.gather(root=host_tree(files={
         '/etc/default/grub': 'GRUB_CMDLINE_LINUX_DEFAULT="quiet iommu=pt\n'}))
     assert facts['boot_cmdline'] == {'target': 'grub', 'value': None,
                                      'sources': ['/etc/default/grub'], 'esp_modes': None}
@@ -195,10 +195,10 @@ def test_missing_kernel_cmdline_is_none_and_an_empty_one_is_empty(tmp_path):
     loader = {'/boot/loader/loader.conf': 'timeout 3\n'}
     (tmp_path / 'missing').mkdir()
     (tmp_path / 'empty').mkdir()
-    missing = avic_gather.gather(root=write_host_tree(tmp_path / 'missing', files=loader))
+    missing = gather_facts.gather(root=write_host_tree(tmp_path / 'missing', files=loader))
     assert missing['boot_cmdline'] == {'target': 'kernel_cmdline', 'value': None, 'sources': [],
                                        'esp_modes': None}
-    empty = avic_gather.gather(root=write_host_tree(tmp_path / 'empty', files=dict(
+    empty = gather_facts.gather(root=write_host_tree(tmp_path / 'empty', files=dict(
         loader, **{'/etc/kernel/cmdline': '\n'})))
     assert empty['boot_cmdline'] == {'target': 'kernel_cmdline', 'value': '',
                                      'sources': ['/etc/kernel/cmdline'], 'esp_modes': None}
@@ -222,7 +222,7 @@ def proxmox_tree(host_tree):
 
 def test_proxmox_esp_modes_decide_the_target(host_tree):
     root = proxmox_tree(host_tree)
-    reader = avic_gather.Reader(root)
+    reader = gather_facts.Reader(root)
     calls = []
 
     def runner(mode, rc=0):
@@ -230,20 +230,20 @@ def test_proxmox_esp_modes_decide_the_target(host_tree):
             calls.append(argv)
             return rc, PVE_STATUS % mode, ''
         return run
-    uefi = avic_gather._boot_cmdline(reader, runner('uefi'))
+    uefi = gather_facts._boot_cmdline(reader, runner('uefi'))
     assert calls == [['/usr/sbin/proxmox-boot-tool', 'status']]
     assert uefi == {'target': 'kernel_cmdline',
                     'value': 'root=ZFS=rpool/ROOT/pve-1 boot=zfs amd_iommu=on iommu=pt',
                     'sources': ['/etc/kernel/cmdline'], 'esp_modes': ['uefi']}
     # Secure Boot: the ESPs carry GRUB although the host booted through UEFI
-    grub = avic_gather._boot_cmdline(reader, runner('grub'))
+    grub = gather_facts._boot_cmdline(reader, runner('grub'))
     assert grub == {'target': 'grub', 'value': 'root=ZFS=rpool/ROOT/pve-1 boot=zfs quiet',
                     'sources': ['/etc/default/grub'], 'esp_modes': ['grub']}
-    failed = avic_gather._boot_cmdline(reader, runner('uefi', rc=2))
+    failed = gather_facts._boot_cmdline(reader, runner('uefi', rc=2))
     assert failed['esp_modes'] is None and failed['target'] == 'kernel_cmdline'
     # below a root other than / no command runs, so the ESP modes stay unknown
     del calls[:]
-    facts = avic_gather.gather(root=root, run=runner('grub'))
+    facts = gather_facts.gather(root=root, run=runner('grub'))
     assert calls == [] and facts['boot_cmdline']['esp_modes'] is None
     assert facts['boot_loader']['kind'] == 'proxmox-boot-tool'
 
@@ -288,7 +288,7 @@ DMESG_FW_BUG = '[    4.2] kvm_amd: [Firmware Bug]: Cannot enable x2AVIC, AVIC is
     ('', {'avic_enabled': False, 'x2avic_max_vcpus': None, 'prefix': None}),
 ])
 def test_parse_dmesg_across_kernels(text, expected):
-    found = avic_gather.parse_dmesg(text)
+    found = gather_facts.parse_dmesg(text)
     assert dict((k, found[k]) for k in expected) == expected
 
 
@@ -298,11 +298,11 @@ def test_parse_dmesg_across_kernels(text, expected):
     (DMESG_6_17_ZEN4, []),
 ])
 def test_dmesg_findings(text, finding, host_tree):
-    facts = avic_gather.gather(root=host_tree(cpuinfo_name='zen4_epyc_9654.txt', kernel='6.18.2',
-                                              params={'avic': 'N', 'npt': 'Y', 'nested': '0'}))
-    from ansible_collections.vfio.avic.plugins.module_utils import avic_host
-    facts['dmesg'] = avic_gather.parse_dmesg(text)
-    got = [f['id'] for f in avic_host.host_findings(facts)
+    facts = gather_facts.gather(root=host_tree(cpuinfo_name='zen4_epyc_9654.txt', kernel='6.18.2',
+                                               params={'avic': 'N', 'npt': 'Y', 'nested': '0'}))
+    from ansible_collections.vfio.avic.plugins.module_utils.rules import host as host_rules
+    facts['dmesg'] = gather_facts.parse_dmesg(text)
+    got = [f['id'] for f in host_rules.host_findings(facts)
            if f['id'] in ('avic_snp_hvinusewr', 'iommu_vapic_snp_off', 'x2avic_fw_bug')]
     assert sorted(got) == finding
 
@@ -312,7 +312,7 @@ def test_dmesg_findings(text, finding, host_tree):
 def sysfs_host(tmp_path, profile, cpuinfo_name, kernel):
     root = write_host_tree(tmp_path, cpuinfo_name=cpuinfo_name, kernel=kernel)
     shutil.copytree(os.path.join(FIXTURES, 'sys_module', profile), os.path.join(root, 'sys', 'module'))
-    return avic_gather.gather(root=root)
+    return gather_facts.gather(root=root)
 
 
 def test_zen2_on_6_16_has_erratum_1235_live(tmp_path):
@@ -341,19 +341,19 @@ def test_device_posted_irqs_off_is_read_from_sysfs(tmp_path):
 
 
 def test_pre_zen_host_is_unsupported(host_tree):
-    facts = avic_gather.gather(root=host_tree(cpuinfo_name='piledriver_fx_8350.txt',
-                                              params={'avic': 'N', 'npt': 'Y', 'nested': '1'}))
+    facts = gather_facts.gather(root=host_tree(cpuinfo_name='piledriver_fx_8350.txt',
+                                               params={'avic': 'N', 'npt': 'Y', 'nested': '1'}))
     assert facts['cpu']['status'] == 'no_avic_hardware' and facts['status'] == 'unsupported'
     assert 'no_avic_hardware' in ids(facts) and 'avic_cpuid_hidden' not in ids(facts)
 
 
 def test_vm_with_nested_svm_not_forced(host_tree):
-    facts = avic_gather.gather(root=host_tree(cpuinfo_name='amd_vm_epyc_svm.txt', kernel='6.17.0',
-                                              params={'avic': 'N', 'npt': 'Y', 'nested': '0'}))
+    facts = gather_facts.gather(root=host_tree(cpuinfo_name='amd_vm_epyc_svm.txt', kernel='6.17.0',
+                                               params={'avic': 'N', 'npt': 'Y', 'nested': '0'}))
     assert 'vm_no_avic' in ids(facts) and 'avic_cpuid_hidden' not in ids(facts)
 
 
 def test_x2avic_visibility_follows_the_running_kernel(host_tree):
-    old = avic_gather.gather(root=host_tree(cpuinfo_name='zen3_epyc_7763.txt', kernel='5.15.0-119-generic'))
+    old = gather_facts.gather(root=host_tree(cpuinfo_name='zen3_epyc_7763.txt', kernel='5.15.0-119-generic'))
     assert old['cpu']['x2avic_visible'] is False
     assert 'not visible on this kernel' in old['cpu']['message']

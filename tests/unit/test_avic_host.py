@@ -5,11 +5,11 @@ __metaclass__ = type
 
 import pytest
 
-from ansible_collections.vfio.avic.plugins.module_utils import avic_host
+from ansible_collections.vfio.avic.plugins.module_utils.rules import host as host_rules
 
 
 def test_file_order_first_directory_wins_then_sorted_by_name():
-    order = avic_host.modprobe_file_order({
+    order = host_rules.modprobe_file_order({
         '/lib/modprobe.d': ['50-kvm.conf', '10-a.conf', 'README'],
         '/etc/modprobe.d': ['50-kvm.conf', 'zz-local.conf'],
         '/usr/lib/modprobe.d': ['00-first.conf'],
@@ -24,7 +24,7 @@ def test_parse_modprobe_later_wins_hyphens_continuations_comments():
                                      'options kvm_intel nested=1\n'),
         ('/etc/modprobe.d/vfio.conf', 'options kvm_amd \\\n  avic=1 npt=1\n# options kvm_amd avic=9\n'),
     ]
-    result = avic_host.parse_modprobe(files)
+    result = host_rules.parse_modprobe(files)
     assert result['options'] == {'avic': '1', 'nested': '1', 'npt': '1'}
     assert result['sources'] == {'avic': '/etc/modprobe.d/vfio.conf', 'nested': '/etc/modprobe.d/kvm.conf',
                                  'npt': '/etc/modprobe.d/vfio.conf'}
@@ -33,22 +33,22 @@ def test_parse_modprobe_later_wins_hyphens_continuations_comments():
 
 
 def test_blacklist_is_reported():
-    assert avic_host.parse_modprobe([('/etc/modprobe.d/b.conf', 'blacklist kvm-amd\n')])['blacklisted']
+    assert host_rules.parse_modprobe([('/etc/modprobe.d/b.conf', 'blacklist kvm-amd\n')])['blacklisted']
 
 
 def test_cmdline_parsing():
-    args = avic_host.parse_cmdline('BOOT_IMAGE=/vmlinuz root="/dev/sda 1" amd_iommu=on iommu=pt '
-                                   'kvm-amd.avic=1 kvm_amd.nested=0 quiet amd_iommu=off')
-    assert avic_host.cmdline_value(args, 'amd_iommu') == 'off'
-    assert avic_host.cmdline_value(args, 'quiet') == ''
-    assert avic_host.cmdline_value(args, 'iommu_intr') is None
-    assert avic_host.cmdline_module_options(args) == {'avic': '1', 'nested': '0'}
+    args = host_rules.parse_cmdline('BOOT_IMAGE=/vmlinuz root="/dev/sda 1" amd_iommu=on iommu=pt '
+                                    'kvm-amd.avic=1 kvm_amd.nested=0 quiet amd_iommu=off')
+    assert host_rules.cmdline_value(args, 'amd_iommu') == 'off'
+    assert host_rules.cmdline_value(args, 'quiet') == ''
+    assert host_rules.cmdline_value(args, 'iommu_intr') is None
+    assert host_rules.cmdline_module_options(args) == {'avic': '1', 'nested': '0'}
     assert 'root=/dev/sda 1' in args
 
 
 def test_pending_compares_booleans_and_text():
-    diffs = avic_host.pending_differences({'avic': 'N', 'npt': 'Y', 'nested': '1', 'x': 'abc'},
-                                          {'avic': '1', 'npt': '1', 'nested': '0', 'x': 'abc', 'y': '1'})
+    diffs = host_rules.pending_differences({'avic': 'N', 'npt': 'Y', 'nested': '1', 'x': 'abc'},
+                                           {'avic': '1', 'npt': '1', 'nested': '0', 'x': 'abc', 'y': '1'})
     assert diffs == {'avic': {'configured': '1', 'running': 'N'},
                      'nested': {'configured': '0', 'running': '1'}}
 
@@ -56,7 +56,7 @@ def test_pending_compares_booleans_and_text():
 @pytest.mark.parametrize('value,expected', [('Y', True), ('1', True), ('N', False), ('0', False),
                                             ('auto', None), (None, None), (True, True)])
 def test_param_bool(value, expected):
-    assert avic_host.param_bool(value) is expected
+    assert host_rules.param_bool(value) is expected
 
 
 def _facts(cpu_status='supported', vendor='amd', params=None, loaded=True, kernel='6.1.0-26-amd64',
@@ -77,70 +77,70 @@ def ids(findings):
 
 def test_active_host_has_no_inhibit():
     facts = _facts(params={'avic': 'Y', 'npt': 'Y', 'nested': '0'})
-    findings = avic_host.host_findings(facts)
+    findings = host_rules.host_findings(facts)
     assert ids(findings) == []
-    assert avic_host.host_status(facts, findings) == 'active'
+    assert host_rules.host_status(facts, findings) == 'active'
 
 
 def test_avic_off_nested_on_pending():
     facts = _facts(params={'avic': 'N', 'npt': 'Y', 'nested': '1'},
                    pending={'avic': {'configured': '1', 'running': 'N'}})
-    findings = avic_host.host_findings(facts)
+    findings = host_rules.host_findings(facts)
     assert ids(findings) == ['avic_disabled', 'nested_enabled', 'pending_reload']
     assert [f['severity'] for f in findings if f['id'] == 'nested_enabled'] == ['info']
-    assert avic_host.host_status(facts, findings) == 'inactive'
+    assert host_rules.host_status(facts, findings) == 'inactive'
 
 
 def test_nested_inhibits_on_old_kernels():
-    findings = avic_host.host_findings(_facts(params={'avic': 'Y', 'nested': '1'}, kernel='5.15.0'))
+    findings = host_rules.host_findings(_facts(params={'avic': 'Y', 'nested': '1'}, kernel='5.15.0'))
     assert [f['severity'] for f in findings if f['id'] == 'nested_enabled'] == ['inhibit']
 
 
 def test_hidden_cpu_is_inhibit_until_forced():
-    assert 'avic_cpuid_hidden' in ids(avic_host.host_findings(_facts('cpuid_hidden',
-                                                                     params={'avic': 'N'})))
-    forced = avic_host.host_findings(_facts('cpuid_hidden', params={'avic': 'Y', 'force_avic': 'Y'}))
+    assert 'avic_cpuid_hidden' in ids(host_rules.host_findings(_facts('cpuid_hidden',
+                                                                      params={'avic': 'N'})))
+    forced = host_rules.host_findings(_facts('cpuid_hidden', params={'avic': 'Y', 'force_avic': 'Y'}))
     assert 'avic_cpuid_hidden' not in ids(forced) and 'avic_forced' in ids(forced)
 
 
 def test_non_amd_hosts_get_one_info_and_no_kernel_noise():
     facts = _facts('unsupported_vendor', vendor='intel', loaded=False, kernel='6.18.0')
-    findings = avic_host.host_findings(facts)
+    findings = host_rules.host_findings(facts)
     assert ids(findings) == ['not_amd']
-    assert avic_host.host_status(facts, findings) == 'unsupported'
+    assert host_rules.host_status(facts, findings) == 'unsupported'
 
 
 def test_svm_unavailable_stops_there():
-    findings = avic_host.host_findings(_facts('svm_unavailable', loaded=False, container='podman'))
+    findings = host_rules.host_findings(_facts('svm_unavailable', loaded=False, container='podman'))
     assert ids(findings) == ['in_container', 'svm_unavailable']
 
 
 def test_erratum_and_iommu_legacy():
     facts = _facts(params={'avic': 'Y', 'enable_ipiv': 'N'}, iommu={'amd_iommu_intr': 'legacy'})
     facts['cpu']['erratum_1235'] = True
-    assert ids(avic_host.host_findings(facts)) == ['iommu_avic_off', 'ipiv_erratum']
+    assert ids(host_rules.host_findings(facts)) == ['iommu_avic_off', 'ipiv_erratum']
 
 
 def test_not_loaded():
     facts = _facts(loaded=False)
-    findings = avic_host.host_findings(facts)
+    findings = host_rules.host_findings(facts)
     assert ids(findings) == ['kvm_amd_not_loaded']
-    assert avic_host.host_status(facts, findings) == 'inactive'
+    assert host_rules.host_status(facts, findings) == 'inactive'
 
 
 @pytest.mark.parametrize('kernel,shown', [('weird', "'weird'"), (None, 'None'), ('6.x', "'6.x'")])
 def test_unparseable_kernel_release_has_its_own_finding(kernel, shown):
     facts = _facts(params={'avic': 'Y', 'npt': 'Y', 'nested': '0'}, kernel=kernel)
-    findings = avic_host.host_findings(facts)
+    findings = host_rules.host_findings(facts)
     assert ids(findings) == ['kernel_unparseable']
     unparseable = findings[0]
     assert unparseable['severity'] == 'warning' and shown in unparseable['message']
     assert 'No kernel rule' in unparseable['message'] and 'uname -r' in unparseable['fix']
     assert 'cpu_unknown' not in ids(findings)
-    assert avic_host.host_status(facts, findings) == 'active'
+    assert host_rules.host_status(facts, findings) == 'active'
 
 
 def test_unparseable_kernel_keeps_the_nested_rule_conservative():
-    findings = avic_host.host_findings(_facts(params={'avic': 'Y', 'nested': '1'}, kernel='weird'))
+    findings = host_rules.host_findings(_facts(params={'avic': 'Y', 'nested': '1'}, kernel='weird'))
     assert ids(findings) == ['kernel_unparseable', 'nested_enabled']
     assert [f['severity'] for f in findings if f['id'] == 'nested_enabled'] == ['inhibit']

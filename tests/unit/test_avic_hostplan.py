@@ -5,14 +5,15 @@ __metaclass__ = type
 
 import pytest
 
-from ansible_collections.vfio.avic.plugins.module_utils import avic_gather, avic_hostplan as plan
+from ansible_collections.vfio.avic.plugins.module_utils import gather as gather_facts
+from ansible_collections.vfio.avic.plugins.module_utils.plan import host as plan
 
 from conftest import write_host_tree
 
 
 def facts_for(tmp_path, cpuinfo_name, kernel='6.1.0-26-amd64', params=None, files=None):
-    return avic_gather.gather(root=write_host_tree(tmp_path, cpuinfo_name=cpuinfo_name, kernel=kernel,
-                                                   params=params, files=files))
+    return gather_facts.gather(root=write_host_tree(tmp_path, cpuinfo_name=cpuinfo_name, kernel=kernel,
+                                                    params=params, files=files))
 
 
 # --- preflight ---
@@ -355,7 +356,7 @@ def test_grub_sources_and_next_boot_read_the_drop_ins(tmp_path):
         '/etc/default/grub': 'GRUB_CMDLINE_LINUX_DEFAULT="quiet amd_iommu=on iommu=pt"\n',
         '/etc/default/grub.d/50-cloudimg-settings.cfg': 'GRUB_CMDLINE_LINUX_DEFAULT="console=ttyS0"\n',
         '/etc/default/grub.d/README': 'GRUB_CMDLINE_LINUX_DEFAULT="ignored"\n'})
-    reader = avic_gather.Reader(root)
+    reader = gather_facts.Reader(root)
     sources = plan.grub_sources(reader.text, reader.listdir)
     assert [p for p, _t in sources] == ['/etc/default/grub', '/etc/default/grub.d/50-cloudimg-settings.cfg']
     assert plan.grub_next_boot(reader.text, reader.listdir) == 'console=ttyS0'
@@ -531,7 +532,7 @@ def test_cmdline_needed_agrees_with_the_module_in_check_mode(tmp_path, name, fil
     from ansible_collections.vfio.avic.plugins.filter import avic_host as host_filters
     from conftest import run_module_direct
     root = write_host_tree(tmp_path, cpuinfo_name='zen4_epyc_9654.txt', files=files)
-    facts = avic_gather.gather(root=root)
+    facts = gather_facts.gather(root=root)
     result = run_module_direct('avic_cmdline', dict(root=root, args=ARGS, remove=remove), check_mode=True)
     if name == 'unparseable':
         assert result.get('failed') and 'fix its quoting' in result['msg']
@@ -548,16 +549,16 @@ def test_cmdline_needed_on_proxmox_only_without_the_esp_modes(tmp_path):
         '/etc/kernel/proxmox-boot-uuids': '6E4D-1A2B\n', '/usr/sbin/proxmox-boot-tool': '',
         '/sys/firmware/efi/.keep': '', '/etc/default/grub': GRUB_MAIN % 'quiet',
         '/etc/kernel/cmdline': 'root=ZFS=rpool/ROOT/pve-1 boot=zfs amd_iommu=on iommu=pt\n'})
-    facts = avic_gather.gather(root=root)
+    facts = gather_facts.gather(root=root)
     assert facts['boot_cmdline']['esp_modes'] is None
     assert host_filters.avic_host_cmdline_needed(facts, ARGS) is True
 
     def status(mode):
         return lambda argv: (0, '6E4D-1A2B is configured with: %s (versions: 6.8.12-4-pve)\n' % mode, '')
-    uefi = dict(facts, boot_cmdline=avic_gather._boot_cmdline(avic_gather.Reader(root), status('uefi')))
+    uefi = dict(facts, boot_cmdline=gather_facts._boot_cmdline(gather_facts.Reader(root), status('uefi')))
     assert host_filters.avic_host_cmdline_needed(uefi, ARGS) is False
     # the ESPs boot GRUB, whose line lacks them
-    grub = dict(facts, boot_cmdline=avic_gather._boot_cmdline(avic_gather.Reader(root), status('grub')))
+    grub = dict(facts, boot_cmdline=gather_facts._boot_cmdline(gather_facts.Reader(root), status('grub')))
     assert grub['boot_cmdline']['target'] == 'grub'
     assert host_filters.avic_host_cmdline_needed(grub, ARGS) is True
     assert host_filters.avic_host_cmdline_needed(uefi, ARGS, [], 'grub') is True

@@ -5,7 +5,7 @@ __metaclass__ = type
 
 import pytest
 
-from ansible_collections.vfio.avic.plugins.module_utils import avic_kernel
+from ansible_collections.vfio.avic.plugins.module_utils.rules import kernel as kernel_rules
 
 
 def ids(findings):
@@ -27,15 +27,15 @@ def ids(findings):
     ('6.1.0+', (6, 1, 0), False),
 ])
 def test_parse_distribution_releases(release, version, distribution):
-    parsed = avic_kernel.parse_release(release)
+    parsed = kernel_rules.parse_release(release)
     assert parsed['version'] == version
     assert parsed['distribution'] is distribution
 
 
 @pytest.mark.parametrize('bad', ['', 'linux', '6', 'six.one', '6.1abc', None, 61, '6.x.0'])
 def test_unparseable_release_shows_the_string(bad):
-    with pytest.raises(avic_kernel.KernelReleaseError) as err:
-        avic_kernel.parse_release(bad)
+    with pytest.raises(kernel_rules.KernelReleaseError) as err:
+        kernel_rules.parse_release(bad)
     assert repr(bad) in str(err.value)
 
 
@@ -59,26 +59,26 @@ def test_unparseable_release_shows_the_string(bad):
     ('6.18.2-arch1-1', ['kernel_avic_auto']),
 ])
 def test_kernel_rules(release, expected):
-    assert ids(avic_kernel.kernel_issues(release)) == expected
+    assert ids(kernel_rules.kernel_issues(release)) == expected
 
 
 def test_too_old_is_an_inhibit_and_only_finding():
-    findings = avic_kernel.kernel_issues('4.6.7')
+    findings = kernel_rules.kernel_issues('4.6.7')
     assert [f['severity'] for f in findings] == ['inhibit']
     assert '4.7' in findings[0]['fix']
 
 
 def test_upstream_version_refines_a_distribution_patch_level():
     # A 5.6 distribution kernel whose upstream patch level is told by /proc/version.
-    assert 'kernel_known_issue' not in ids(avic_kernel.kernel_issues('5.6.0-1-generic', '5.6.13'))
-    old = avic_kernel.kernel_issues('5.6.0-1-generic', '5.6.7')
+    assert 'kernel_known_issue' not in ids(kernel_rules.kernel_issues('5.6.0-1-generic', '5.6.13'))
+    old = kernel_rules.kernel_issues('5.6.0-1-generic', '5.6.7')
     assert 'kernel_known_issue' in ids(old)
     message = [f for f in old if f['id'] == 'kernel_known_issue'][0]['message']
     assert 'upstream 5.6.7' in message and '(known)' in message
 
 
 def test_lazy_eoi_issue_names_the_real_symptom():
-    message = [f for f in avic_kernel.kernel_issues('5.6.12') if f['id'] == 'kernel_known_issue'][0]
+    message = [f for f in kernel_rules.kernel_issues('5.6.12') if f['id'] == 'kernel_known_issue'][0]
     assert 'Restrict lazy EOI update to edge-triggered interrupts' in message['message']
     assert 'level-triggered' in message['message'] and 'VFIO INTx' in message['message']
     assert 'Windows' not in message['message'] and '5.6.13' in message['fix']
@@ -86,13 +86,13 @@ def test_lazy_eoi_issue_names_the_real_symptom():
 
 def test_iommu_avic_needs_4_9():
     # kvm-4.9-1: "IOMMU part of AMD's AVIC"; 4.8 had only the IOMMU driver side.
-    assert avic_kernel.IOMMU_AVIC == (4, 9)
-    assert avic_kernel.capabilities('4.8.17')['iommu_avic'] is False
-    assert avic_kernel.capabilities('4.9.0')['iommu_avic'] is True
-    message = [f for f in avic_kernel.kernel_issues('4.8.17')
+    assert kernel_rules.IOMMU_AVIC == (4, 9)
+    assert kernel_rules.capabilities('4.8.17')['iommu_avic'] is False
+    assert kernel_rules.capabilities('4.9.0')['iommu_avic'] is True
+    message = [f for f in kernel_rules.kernel_issues('4.8.17')
                if f['id'] == 'kernel_split_irqchip_only'][0]['message']
     assert 'IOMMU AVIC needs 4.9' in message
-    assert 'IOMMU AVIC' not in [f for f in avic_kernel.kernel_issues('4.9.0')
+    assert 'IOMMU AVIC' not in [f for f in kernel_rules.kernel_issues('4.9.0')
                                 if f['id'] == 'kernel_split_irqchip_only'][0]['message']
 
 
@@ -109,7 +109,7 @@ def test_iommu_avic_needs_4_9():
     ('5.15.0', 'intel', 6, None),
 ])
 def test_erratum_1235_workaround_by_kernel(release, vendor, family, expected):
-    assert avic_kernel.erratum_1235_workaround(release, vendor, family) is expected
+    assert kernel_rules.erratum_1235_workaround(release, vendor, family) is expected
 
 
 def cpu(**kw):
@@ -130,22 +130,22 @@ def cpu(**kw):
     (cpu(family=0x1a, microarchitecture='zen5', avic=False, x2avic=False), False),
 ])
 def test_avic_auto_follows_avic_want_avic_enabled(facts, on):
-    assert avic_kernel.avic_auto_enables(facts) is on
+    assert kernel_rules.avic_auto_enables(facts) is on
 
 
 def test_avic_auto_needs_npt_and_honours_force_avic():
-    assert avic_kernel.avic_auto_enables(cpu(), npt=False) is False
-    assert avic_kernel.avic_auto_enables(cpu(avic=False), force_avic=True) is True
+    assert kernel_rules.avic_auto_enables(cpu(), npt=False) is False
+    assert kernel_rules.avic_auto_enables(cpu(avic=False), force_avic=True) is True
 
 
 def test_avic_auto_finding_states_the_conditions_and_this_cpu():
-    generic = [f for f in avic_kernel.kernel_issues('6.18.0') if f['id'] == 'kernel_avic_auto'][0]
+    generic = [f for f in kernel_rules.kernel_issues('6.18.0') if f['id'] == 'kernel_avic_auto'][0]
     for words in ('x2AVIC', 'Zen 4', 'AVIC in CPUID', 'nested paging', 'HvInUseWrAllowed'):
         assert words in generic['message']
     zen3_cpu = cpu(microarchitecture='zen3', x2avic=False)
-    zen3 = [f for f in avic_kernel.kernel_issues('6.18.0', cpu=zen3_cpu) if f['id'] == 'kernel_avic_auto'][0]
+    zen3 = [f for f in kernel_rules.kernel_issues('6.18.0', cpu=zen3_cpu) if f['id'] == 'kernel_avic_auto'][0]
     assert 'auto leaves AVIC off (no x2AVIC in CPUID)' in zen3['message']
-    zen4 = [f for f in avic_kernel.kernel_issues('6.18.0', cpu=cpu())
+    zen4 = [f for f in kernel_rules.kernel_issues('6.18.0', cpu=cpu())
             if f['id'] == 'kernel_avic_auto'][0]
     assert 'On this CPU auto turns AVIC on.' in zen4['message']
 
@@ -159,26 +159,26 @@ def test_avic_auto_finding_states_the_conditions_and_this_cpu():
     (None, None),
 ])
 def test_upstream_from_proc_version(text, upstream):
-    assert avic_kernel.upstream_from_proc_version(text) == upstream
+    assert kernel_rules.upstream_from_proc_version(text) == upstream
 
 
 def test_capabilities_follow_the_milestones():
-    assert avic_kernel.capabilities('5.5.0') == {
+    assert kernel_rules.capabilities('5.5.0') == {
         'svm_avic': True, 'iommu_avic': True, 'inkernel_irqchip': False, 'nested_coexist': False,
         'force_avic': False, 'x2avic': False, 'avic_auto': False}
-    caps = avic_kernel.capabilities('6.0.0-rc1')
+    caps = kernel_rules.capabilities('6.0.0-rc1')
     assert caps['x2avic'] and caps['nested_coexist'] and not caps['avic_auto']
 
 
 def test_kernel_meets_minimum_is_overridable():
-    assert avic_kernel.kernel_meets('4.4.0')[0] is False
-    assert avic_kernel.kernel_meets('4.4.0', minimum='4.0')[0] is True
-    ok, reasons = avic_kernel.kernel_meets('5.6.12', allow_known_issues=False)
+    assert kernel_rules.kernel_meets('4.4.0')[0] is False
+    assert kernel_rules.kernel_meets('4.4.0', minimum='4.0')[0] is True
+    ok, reasons = kernel_rules.kernel_meets('5.6.12', allow_known_issues=False)
     assert not ok and 'lazy EOI' in reasons[0]
-    assert avic_kernel.kernel_meets('5.6.12')[0] is True
-    assert avic_kernel.kernel_meets('5.4.40', allow_known_issues=False)[0] is True
+    assert kernel_rules.kernel_meets('5.6.12')[0] is True
+    assert kernel_rules.kernel_meets('5.4.40', allow_known_issues=False)[0] is True
 
 
 def test_at_least():
-    assert avic_kernel.at_least('6.8.0-45-generic', '6.0')
-    assert not avic_kernel.at_least('5.19.17', '6.0')
+    assert kernel_rules.at_least('6.8.0-45-generic', '6.0')
+    assert not kernel_rules.at_least('5.19.17', '6.0')

@@ -6,7 +6,7 @@ __metaclass__ = type
 
 import pytest
 
-from ansible_collections.vfio.avic.plugins.module_utils import avic_kernelplan as kp
+from ansible_collections.vfio.avic.plugins.module_utils.plan import kernel as kp
 
 
 @pytest.mark.parametrize('family, os_id, proxmox, dist', [

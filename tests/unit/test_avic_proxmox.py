@@ -17,8 +17,11 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.vfio.avic.plugins.filter.avic_qemu import proxmox_avic_issues
-from ansible_collections.vfio.avic.plugins.module_utils import (
-    avic_fleet, avic_gather, avic_proxmox, avic_qemu, avic_report)
+from ansible_collections.vfio.avic.plugins.plugin_utils import fleet
+from ansible_collections.vfio.avic.plugins.module_utils import gather as gather_facts
+from ansible_collections.vfio.avic.plugins.module_utils.guests import proxmox as proxmox_guest
+from ansible_collections.vfio.avic.plugins.module_utils.guests import qemu as qemu_guest
+from ansible_collections.vfio.avic.plugins.plugin_utils import report as reporting
 
 from conftest import REPO, write_host_tree
 
@@ -53,12 +56,12 @@ def test_config_gives_the_model_of_the_command_line_qemu_server_builds(name):
     """qemu-server's expected command line (<name>.conf.cmd) and our reading of <name>.conf are
     the same guest model, so they get the same findings on every host."""
     argv = shlex.split(read(name + '.cmd'))
-    built = avic_proxmox.proxmox_summary(read(name), 8006, MODELS, qemu=(11, 0))
-    assert built == avic_qemu.qemu_summary(argv)
+    built = proxmox_guest.proxmox_summary(read(name), 8006, MODELS, qemu=(11, 0))
+    assert built == qemu_guest.qemu_summary(argv)
     for host in (ZEN3_61, ZEN4_68, OLD_54):
         host = dict(host, qemu='11.0')
-        assert ids(avic_proxmox.audit_proxmox(read(name), host, 8006, MODELS)) == \
-            ids(avic_qemu.audit_qemu(argv, host)), host['kernel']
+        assert ids(proxmox_guest.audit_proxmox(read(name), host, 8006, MODELS)) == \
+            ids(qemu_guest.audit_qemu(argv, host)), host['kernel']
 
 
 # config -> ids on ZEN4_68 (kernel 6.8, x2AVIC)
@@ -79,22 +82,22 @@ EXPECTED = {
 
 @pytest.mark.parametrize('name', sorted(EXPECTED))
 def test_findings_of_proxmox_defaults(name):
-    assert ids(avic_proxmox.audit_proxmox(read(name), ZEN4_68, 8006, MODELS)) == EXPECTED[name]
+    assert ids(proxmox_guest.audit_proxmox(read(name), ZEN4_68, 8006, MODELS)) == EXPECTED[name]
 
 
 def test_what_qemu_server_applies():
-    win = avic_proxmox.proxmox_summary(read('win11-amd-host-11.0+pve2.conf'))
+    win = proxmox_guest.proxmox_summary(read('win11-amd-host-11.0+pve2.conf'))
     assert win['hyperv'] == {'mode': 'custom', 'ipi': True, 'relaxed': True, 'reset': True,
                              'runtime': True, 'spinlocks': True, 'stimer': True, 'synic': True,
                              'vapic': True, 'vpindex': True}
     assert win['timers']['pit'] == {'name': 'pit', 'tickpolicy': 'discard'}
     assert win['timers']['hypervclock']['present'] == 'yes'
-    solaris = avic_proxmox.proxmox_summary(read('os-solaris.conf'))
+    solaris = proxmox_guest.proxmox_summary(read('os-solaris.conf'))
     assert solaris['cpu_features']['x2apic'] == 'disable'
-    assert avic_proxmox.proxmox_summary(read('sev-es.conf'))['sev'] == {'type': 'sev', 'policy': 0xc}
-    hostpci = avic_proxmox.proxmox_summary(read('q35-win10-hostpci.conf'))
+    assert proxmox_guest.proxmox_summary(read('sev-es.conf'))['sev'] == {'type': 'sev', 'policy': 0xc}
+    hostpci = proxmox_guest.proxmox_summary(read('q35-win10-hostpci.conf'))
     assert (hostpci['vcpus'], hostpci['topology']['sockets']) == (2, 2)
-    custom = avic_proxmox.proxmox_summary(read('custom-cpu-model.conf'), cpu_models=MODELS)
+    custom = proxmox_guest.proxmox_summary(read('custom-cpu-model.conf'), cpu_models=MODELS)
     assert custom['cpu_features']['kvm-pv-unhalt'] == 'disable'  # the model's -kvm_pv_unhalt wins
 
 
@@ -116,28 +119,28 @@ args: -smp 600
 
 
 def test_snapshot_sections_are_ignored_and_args_come_last():
-    conf = avic_proxmox.parse_conf(LINUX_WITH_SNAPSHOT)
+    conf = proxmox_guest.parse_conf(LINUX_WITH_SNAPSHOT)
     assert conf['cores'] == '4' and conf['ostype'] == 'l26'
-    argv = avic_proxmox.proxmox_argv(conf, 101)
+    argv = proxmox_guest.proxmox_argv(conf, 101)
     assert argv[-4:] == ['-global', 'kvm-pit.lost_tick_policy=discard', '-cpu', 'host,-x2apic,-svm']
-    assert ids(avic_proxmox.audit_proxmox(LINUX_WITH_SNAPSHOT, ZEN3_61, 101)) == []
+    assert ids(proxmox_guest.audit_proxmox(LINUX_WITH_SNAPSHOT, ZEN3_61, 101)) == []
     without_args = LINUX_WITH_SNAPSHOT.replace('args: -global', '#')
-    model = avic_proxmox.proxmox_summary(without_args)
+    model = proxmox_guest.proxmox_summary(without_args)
     assert model['cpu_features']['svm'] == 'require'  # nested-virt is svm on an AMD host
-    assert ids(avic_proxmox.audit_proxmox(without_args, ZEN3_61)) == [
+    assert ids(proxmox_guest.audit_proxmox(without_args, ZEN3_61)) == [
         'x2apic_exposed', 'svm_exposed', 'pit_reinject']
 
 
 def test_tcg_cpu_hotplug_and_windows_without_machine_version():
-    tcg = avic_proxmox.proxmox_summary('kvm: 0\nostype: l26\n')
+    tcg = proxmox_guest.proxmox_summary('kvm: 0\nostype: l26\n')
     assert tcg['type'] == 'qemu' and tcg['cpu_mode'] == 'custom'
-    hotplug = avic_proxmox.proxmox_summary('hotplug: disk,network,cpu\nsockets: 1\ncores: 8\nvcpus: 3\n')
+    hotplug = proxmox_guest.proxmox_summary('hotplug: disk,network,cpu\nsockets: 1\ncores: 8\nvcpus: 3\n')
     assert (hotplug['vcpus'], hotplug['max_apic_id']) == (3, 7)
-    argv = avic_proxmox.proxmox_argv('ostype: win10\nmachine: q35\n')
+    argv = proxmox_guest.proxmox_argv('ostype: win10\nmachine: q35\n')
     assert 'type=pc-q35-5.1' in argv[argv.index('-machine') + 1]
-    argv = avic_proxmox.proxmox_argv('ostype: win10\nmeta: creation-qemu=9.2.0,ctime=1\n')
+    argv = proxmox_guest.proxmox_argv('ostype: win10\nmeta: creation-qemu=9.2.0,ctime=1\n')
     assert 'type=pc-i440fx-9.2' in argv[argv.index('-machine') + 1]
-    ovmf_win7 = avic_proxmox.proxmox_summary('ostype: win7\nbios: ovmf\n')
+    ovmf_win7 = proxmox_guest.proxmox_summary('ostype: win7\nbios: ovmf\n')
     assert ovmf_win7['hyperv'] is None  # get_hyperv_enlightenments: none with OVMF before Windows 8
 
 
@@ -145,8 +148,8 @@ def test_bad_configurations_name_the_problem():
     for text, what in (('', 'qm_conf_text'), ('not a conf', 'line 1'),
                        ('cpu: custom-mine\n', 'cpu_models'), ('cores: many\n', 'cores'),
                        ('amd-sev: type=xx\n', 'amd-sev')):
-        with pytest.raises(avic_proxmox.ProxmoxConfigError, match=what):
-            avic_proxmox.audit_proxmox(text, ZEN4_68)
+        with pytest.raises(proxmox_guest.ProxmoxConfigError, match=what):
+            proxmox_guest.audit_proxmox(text, ZEN4_68)
     with pytest.raises(AnsibleFilterError, match='proxmox_avic_issues.*cpu_models'):
         proxmox_avic_issues('cpu: custom-mine\n', ZEN4_68)
     assert ids(proxmox_avic_issues('cpu: custom-qemu64\nostype: l26\n', ZEN4_68, 100, MODELS)) == [
@@ -170,7 +173,7 @@ def _proxmox_host(tmp_path, running_args):
 
 
 def test_avic_facts_and_the_fleet_report_show_every_guest_with_its_source(tmp_path):
-    facts = avic_gather.gather(root=_proxmox_host(tmp_path, []))
+    facts = gather_facts.gather(root=_proxmox_host(tmp_path, []))
     by_pid = dict((g['pid'], g) for g in facts['guests'])
     assert (by_pid[4242]['source'], by_pid[4242]['vmid'], by_pid[4242]['kvm']) == ('proxmox', 100, True)
     assert 'hyperv_synic' in ids(by_pid[4242]['findings'])
@@ -181,7 +184,7 @@ def test_avic_facts_and_the_fleet_report_show_every_guest_with_its_source(tmp_pa
     assert 'hyperv_synic' not in ids(pve[100]['findings'])  # the fixed configuration
     assert '_summary' not in pve[100] and '_summary' not in by_pid[4242]
 
-    report = avic_fleet.fleet_report([{'inventory_hostname': 'pve', 'vfio_avic': facts}])
+    report = fleet.fleet_report([{'inventory_hostname': 'pve', 'vfio_avic': facts}])
     guests = dict((g['name'], g) for g in report['guests']['pve'])
     assert guests['win']['source'] == 'proxmox' and guests['win']['verdict'] == 'restart_required'
     assert 'hyperv_synic' in guests['win']['reasons'][0]
@@ -190,17 +193,17 @@ def test_avic_facts_and_the_fleet_report_show_every_guest_with_its_source(tmp_pa
     assert (guests['script-vm']['source'], guests['script-vm']['verdict']) == ('qemu', 'ready')
     row = report['rows'][0]
     assert (row['guests_total'], row['guests_restart'], row['guests_ready']) == (3, 1, 1)
-    text = '\n'.join(avic_report.fleet_markdown(report['rows'], report['guests']))
+    text = '\n'.join(reporting.fleet_markdown(report['rows'], report['guests']))
     assert '| pve | win (proxmox) | running | restart required |' in text
-    lines = avic_report.host_report_lines(row, facts, report['guests']['pve'])
+    lines = reporting.host_report_lines(row, facts, report['guests']['pve'])
     assert '  guest script-vm (qemu, running): ready' in lines
 
 
 def test_a_restarted_guest_is_no_longer_restart_required(tmp_path):
     # the running command line now carries the fixed args: nothing is stale
     fixed = ['-cpu', 'host,-x2apic,-svm,+invtsc,hv_time,hv_relaxed,hv_vpindex']
-    facts = avic_gather.gather(root=_proxmox_host(tmp_path, fixed))
-    report = avic_fleet.fleet_report([{'inventory_hostname': 'pve', 'vfio_avic': facts}])
+    facts = gather_facts.gather(root=_proxmox_host(tmp_path, fixed))
+    report = fleet.fleet_report([{'inventory_hostname': 'pve', 'vfio_avic': facts}])
     guests = dict((g['name'], g) for g in report['guests']['pve'])
     assert guests['win']['verdict'] == 'ready' and guests['win']['running_inhibits'] == []
 
@@ -214,19 +217,19 @@ def test_a_restarted_guest_is_no_longer_restart_required(tmp_path):
      ['invtsc_missing']),
 ])
 def test_fix_plan_goes_through_qm_set_and_a_custom_model(name, fixes, remaining):
-    plan = avic_proxmox.fix_plan(read(name), dict(ZEN3_61, qemu='9.2'), 8006)
+    plan = proxmox_guest.fix_plan(read(name), dict(ZEN3_61, qemu='9.2'), 8006)
     assert plan['fixes'] == fixes and plan['remaining'] == remaining
     model = plan['cpu_model']
     assert plan['qm_set'][:2] == ['--cpu', 'custom-%s' % model['name']]
     # the model section reads back as Proxmox writes cpu-models.conf, and the planned
     # configuration with it no longer has the fixed findings
-    parsed = avic_proxmox.parse_cpu_models(model['text'])
-    after = avic_proxmox.audit_proxmox(plan['conf'], dict(ZEN3_61, qemu='9.2'), 8006, model['text'])
+    parsed = proxmox_guest.parse_cpu_models(model['text'])
+    after = proxmox_guest.audit_proxmox(plan['conf'], dict(ZEN3_61, qemu='9.2'), 8006, model['text'])
     assert not set(fixes) & set(ids(after)) and '-x2apic' in parsed[model['name']]['flags'].split(';')
 
 
 def test_fix_plan_keeps_the_users_args_and_changes_nothing_on_a_clean_guest():
-    plan = avic_proxmox.fix_plan('ostype: l26\ncpu: host\nargs: -no-reboot\n', ZEN4_68, 101)
+    plan = proxmox_guest.fix_plan('ostype: l26\ncpu: host\nargs: -no-reboot\n', ZEN4_68, 101)
     assert plan['qm_set'][-2:] == ['--args', '-no-reboot -global kvm-pit.lost_tick_policy=discard']
     clean = 'ostype: l26\ncpu: host\nargs: -cpu host,-svm -global kvm-pit.lost_tick_policy=discard\n'
-    assert avic_proxmox.fix_plan(clean, ZEN4_68, 102)['qm_set'] == []
+    assert proxmox_guest.fix_plan(clean, ZEN4_68, 102)['qm_set'] == []

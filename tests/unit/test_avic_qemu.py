@@ -2,7 +2,7 @@
 # Copyright: contributors to the vfio.avic collection
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The QEMU command-line audit: real command lines (tests/fixtures/qemu/README.md), libvirt's own
-command lines for the domain fixtures, and a real QEMU process read through avic_gather."""
+command lines for the domain fixtures, and a real QEMU process read through gather_facts."""
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
@@ -21,7 +21,9 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.vfio.avic.plugins.filter.avic_qemu import qemu_avic_issues
-from ansible_collections.vfio.avic.plugins.module_utils import avic_domain, avic_gather, avic_qemu
+from ansible_collections.vfio.avic.plugins.module_utils.rules import domain as domain_rules
+from ansible_collections.vfio.avic.plugins.module_utils import gather as gather_facts
+from ansible_collections.vfio.avic.plugins.module_utils.guests import qemu as qemu_guest
 
 from conftest import REPO
 
@@ -101,24 +103,24 @@ def test_every_command_line_fixture_has_expectations():
 def test_command_line_corpus(name):
     argv = fixture_argv(name)
     zen3, zen4 = EXPECTED[name]
-    assert ids(avic_qemu.audit_qemu(argv, ZEN3_61)) == zen3
-    assert ids(avic_qemu.audit_qemu(argv, ZEN4_68)) == zen4
+    assert ids(qemu_guest.audit_qemu(argv, ZEN3_61)) == zen3
+    assert ids(qemu_guest.audit_qemu(argv, ZEN4_68)) == zen4
     # /proc/<pid>/cmdline text gives the same findings as the list
-    assert avic_qemu.audit_qemu('\0'.join(argv) + '\0', ZEN4_68) == avic_qemu.audit_qemu(argv, ZEN4_68)
+    assert qemu_guest.audit_qemu('\0'.join(argv) + '\0', ZEN4_68) == qemu_guest.audit_qemu(argv, ZEN4_68)
 
 
 def test_what_the_corpus_command_lines_say():
-    script = avic_qemu.qemu_summary(fixture_argv('script-windows-kvm-server-cli.script'))
+    script = qemu_guest.qemu_summary(fixture_argv('script-windows-kvm-server-cli.script'))
     assert (script['type'], script['cpu_mode'], script['vcpus']) == ('kvm', 'host-passthrough', 4)
     assert script['topology'] == {'sockets': 1, 'dies': 1, 'clusters': 1, 'cores': 2, 'threads': 2}
     assert script['hyperv'] == {'mode': 'custom', 'relaxed': True, 'spinlocks': True, 'vapic': True}
     assert script['timers'] == {'hypervclock': {'name': 'hypervclock', 'present': 'yes'}}
-    profile = avic_qemu.qemu_summary(fixture_argv('script-windows10-vfio.profile'))
+    profile = qemu_guest.qemu_summary(fixture_argv('script-windows10-vfio.profile'))
     assert profile['timers']['hpet'] == {'name': 'hpet', 'present': 'no'}
     assert profile['vcpus'] == 4 and profile['hyperv']['synic'] and profile['hyperv']['stimer']
-    delay = avic_qemu.qemu_summary(fixture_argv('libvirt-kvm-pit-delay.args'))
+    delay = qemu_guest.qemu_summary(fixture_argv('libvirt-kvm-pit-delay.args'))
     assert delay['name'] == 'QEMUGuest1' and delay['timers']['pit'] == {'name': 'pit', 'tickpolicy': 'delay'}
-    assert avic_qemu.qemu_summary(fixture_argv('libvirt-hyperv-passthrough.args'))['hyperv'] == {
+    assert qemu_guest.qemu_summary(fixture_argv('libvirt-hyperv-passthrough.args'))['hyperv'] == {
         'mode': 'passthrough'}
 
 
@@ -128,9 +130,9 @@ def test_libvirt_command_line_and_its_xml_give_the_same_findings():
     with open(os.path.join(FIXTURES, 'qemu', 'libvirt-hyperv.xml')) as handle:
         xml = handle.read()
     for host in HOSTS:
-        assert ids(avic_qemu.audit_qemu(argv, host)) == ids(avic_domain.audit_domain(xml, host))
-    model = avic_qemu.qemu_summary(argv)
-    assert model['hyperv'] == avic_domain.domain_summary(avic_domain.parse_domain(xml))['hyperv']
+        assert ids(qemu_guest.audit_qemu(argv, host)) == ids(domain_rules.audit_domain(xml, host))
+    model = qemu_guest.qemu_summary(argv)
+    assert model['hyperv'] == domain_rules.domain_summary(domain_rules.parse_domain(xml))['hyperv']
 
 
 @pytest.mark.parametrize('spelling', [
@@ -140,47 +142,47 @@ def test_libvirt_command_line_and_its_xml_give_the_same_findings():
     ['--accel', 'kvm', '--cpu', 'host,x2apic_off_is_not_a_flag=on,-x2apic,-svm,+invtsc'],
 ])
 def test_old_and_new_spellings_mean_the_same(spelling):
-    model = avic_qemu.qemu_summary(['qemu-system-x86_64'] + spelling)
+    model = qemu_guest.qemu_summary(['qemu-system-x86_64'] + spelling)
     assert model['type'] == 'kvm' and model['cpu_mode'] == 'host-passthrough'
     assert model['cpu_features']['x2apic'] == model['cpu_features']['svm'] == 'disable'
     assert model['cpu_features']['invtsc'] == 'require'
 
 
 def test_irqchip_pit_hyperv_sev_and_topology():
-    split = avic_qemu.qemu_summary(['qemu-system-x86_64', '-machine', 'q35,kernel-irqchip=split',
+    split = qemu_guest.qemu_summary(['qemu-system-x86_64', '-machine', 'q35,kernel-irqchip=split',
                                     '-accel', 'kvm'])
     assert split['ioapic_driver'] == 'qemu'
-    accel = avic_qemu.qemu_summary(['qemu-system-x86_64', '-accel', 'kvm,kernel-irqchip=split'])
+    accel = qemu_guest.qemu_summary(['qemu-system-x86_64', '-accel', 'kvm,kernel-irqchip=split'])
     assert accel['ioapic_driver'] == 'qemu'
-    assert ids(avic_qemu.audit_qemu(['qemu-system-x86_64', '-accel', 'kvm', '-cpu', 'host,-x2apic,-svm'],
-                                    OLD_54)) == ['pit_reinject', 'split_irqchip_required']
-    old = avic_qemu.qemu_summary(['qemu-system-x86_64', '-enable-kvm', '-no-kvm-pit-reinjection'])
+    assert ids(qemu_guest.audit_qemu(['qemu-system-x86_64', '-accel', 'kvm', '-cpu', 'host,-x2apic,-svm'],
+                                     OLD_54)) == ['pit_reinject', 'split_irqchip_required']
+    old = qemu_guest.qemu_summary(['qemu-system-x86_64', '-enable-kvm', '-no-kvm-pit-reinjection'])
     assert old['timers']['pit'] == {'name': 'pit', 'tickpolicy': 'discard'}
-    long_form = avic_qemu.qemu_summary(['qemu-system-x86_64', '-global',
+    long_form = qemu_guest.qemu_summary(['qemu-system-x86_64', '-global',
                                         'driver=kvm-pit,property=lost_tick_policy,value=discard'])
     assert long_form['timers']['pit']['tickpolicy'] == 'discard'
-    hv = avic_qemu.qemu_summary(['qemu-system-x86_64', '-cpu', 'host,hv_synic,hv-stimer=on,hv-apicv,-hv-vapic'])
+    hv = qemu_guest.qemu_summary(['qemu-system-x86_64', '-cpu', 'host,hv_synic,hv-stimer=on,hv-apicv,-hv-vapic'])
     assert hv['hyperv'] == {'mode': 'custom', 'synic': True, 'stimer': True, 'avic': True, 'vapic': False}
     sev = ['qemu-system-x86_64', '-accel', 'kvm', '-object',
            '{"qom-type":"sev-guest","id":"lsec0","cbitpos":51,"reduced-phys-bits":1,"policy":5}',
            '-machine', 'pc-q35-7.2,confidential-guest-support=lsec0']
-    assert avic_qemu.qemu_summary(sev)['sev'] == {'type': 'sev', 'policy': 5}
-    assert 'sev_guest' in ids(avic_qemu.audit_qemu(sev, ZEN4_68))
+    assert qemu_guest.qemu_summary(sev)['sev'] == {'type': 'sev', 'policy': 5}
+    assert 'sev_guest' in ids(qemu_guest.audit_qemu(sev, ZEN4_68))
     unused = ['qemu-system-x86_64', '-object', 'sev-snp-guest,id=s0,policy=0x30000']
-    assert avic_qemu.qemu_summary(unused)['sev'] is None
-    big = avic_qemu.qemu_summary(['qemu-system-x86_64', '-smp', 'sockets=3,cores=72,threads=1'])
+    assert qemu_guest.qemu_summary(unused)['sev'] is None
+    big = qemu_guest.qemu_summary(['qemu-system-x86_64', '-smp', 'sockets=3,cores=72,threads=1'])
     assert (big['vcpus'], big['max_apic_id']) == (216, 2 * 128 + 71)
-    hotplug = avic_qemu.qemu_summary(['kvm', '-smp', '1,sockets=1,cores=4,maxcpus=4',
+    hotplug = qemu_guest.qemu_summary(['kvm', '-smp', '1,sockets=1,cores=4,maxcpus=4',
                                       '-device', 'host-x86_64-cpu,id=cpu2',
-                                      '-device', 'host-x86_64-cpu,id=cpu3'])
+                                       '-device', 'host-x86_64-cpu,id=cpu3'])
     assert (hotplug['type'], hotplug['vcpus'], hotplug['max_apic_id']) == ('kvm', 3, 3)
 
 
 def test_bad_command_lines_are_refused_with_the_fix():
     for bad, what in (('', 'empty'), ([], 'empty'), ('qemu-system-x86_64 -enable-kvm', 'NUL'),
                       (42, 'int'), (['qemu-system-x86_64', '-smp', 'cores=four'], 'cores')):
-        with pytest.raises(avic_qemu.QemuArgvError, match=what):
-            avic_qemu.audit_qemu(bad, ZEN4_68)
+        with pytest.raises(qemu_guest.QemuArgvError, match=what):
+            qemu_guest.audit_qemu(bad, ZEN4_68)
     with pytest.raises(AnsibleFilterError, match='qemu_argv'):
         qemu_avic_issues('', ZEN4_68)
     with pytest.raises(AnsibleFilterError, match='missing x2avic'):
@@ -233,7 +235,7 @@ def test_libvirt_command_lines_give_the_xml_findings(libvirt_argv):
         with open(os.path.join(FIXTURES, 'domains', name)) as handle:
             xml = handle.read()
         for host in HOSTS:
-            assert ids(avic_qemu.audit_qemu(argv, host)) == ids(avic_domain.audit_domain(xml, host)), \
+            assert ids(qemu_guest.audit_qemu(argv, host)) == ids(domain_rules.audit_domain(xml, host)), \
                 (name, host['kernel'])
         compared += 1
     assert compared >= 15, sorted(libvirt_argv)
@@ -244,7 +246,7 @@ def test_libvirt_keeps_the_pit_for_present_no(libvirt_argv):
     if argv is None:
         pytest.skip('libvirt refused %s here' % PIT_NOT_PRESENT)
     assert 'kvm-pit.lost_tick_policy=delay' in argv
-    assert 'pit_reinject' in ids(avic_qemu.audit_qemu(argv, ZEN4_68))
+    assert 'pit_reinject' in ids(qemu_guest.audit_qemu(argv, ZEN4_68))
 
 
 # --- a real QEMU process, read through avic_gather ---
@@ -268,7 +270,7 @@ def test_a_running_qemu_process_is_audited_by_avic_facts():
         for _attempt in range(50):
             if proc.poll() is not None:
                 pytest.fail('QEMU exited with %s: %s' % (proc.returncode, proc.stderr.read().decode()))
-            guests = avic_gather._guests(avic_gather.Reader('/'))
+            guests = gather_facts._guests(gather_facts.Reader('/'))
             guest = next((g for g in guests if g['pid'] == proc.pid), None)
             if guest is not None:
                 break
@@ -281,9 +283,9 @@ def test_a_running_qemu_process_is_audited_by_avic_facts():
         assert model['cpu_features']['x2apic'] == 'disable' and model['vcpus'] == 2
         with open('/proc/%d/cmdline' % proc.pid, 'rb') as handle:
             raw = handle.read()
-        found = ids(avic_qemu.audit_qemu(raw, ZEN3_61))
+        found = ids(qemu_guest.audit_qemu(raw, ZEN3_61))
         assert found == ['domain_not_kvm', 'cpu_mode_not_host', 'hyperv_vapic', 'invtsc_missing']
-        assert ids(avic_domain.audit_summary(model, ZEN3_61)) == found
+        assert ids(domain_rules.audit_summary(model, ZEN3_61)) == found
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
@@ -293,7 +295,7 @@ def test_a_running_qemu_process_is_audited_by_avic_facts():
 def test_a_libvirt_guest_still_running_old_settings_is_restart_required(tmp_path):
     """The persistent XML got the PIT discard fix, the process still runs without it: the fleet
     report says restart_required from the running command line, and ready/inhibited otherwise."""
-    from ansible_collections.vfio.avic.plugins.module_utils import avic_fleet
+    from ansible_collections.vfio.avic.plugins.plugin_utils import fleet
     from conftest import write_host_tree
     running = fixture_argv('libvirt-hyperv.args')
     with open(os.path.join(FIXTURES, 'qemu', 'libvirt-hyperv.xml')) as handle:
@@ -303,11 +305,11 @@ def test_a_libvirt_guest_still_running_old_settings_is_restart_required(tmp_path
     assert fixed != xml
     root = write_host_tree(tmp_path, cpuinfo_name='zen4_epyc_9654.txt', kernel='6.8.0-45-generic',
                            params={'avic': 'Y', 'npt': 'Y', 'nested': '0'}, guests={4242: running})
-    facts = avic_gather.gather(root=root)
+    facts = gather_facts.gather(root=root)
     assert facts['guests'][0]['source'] == 'libvirt' and facts['proxmox_guests'] is None
     for persistent, verdict in ((fixed, 'restart_required'), (xml, 'inhibited')):
         facts['domains'] = [{'name': 'QEMUGuest1', 'active': True, 'xml': persistent}]
-        report = avic_fleet.fleet_report([{'inventory_hostname': 'h', 'vfio_avic': facts}])
+        report = fleet.fleet_report([{'inventory_hostname': 'h', 'vfio_avic': facts}])
         (guest,) = report['guests']['h']
         assert (guest['source'], guest['verdict']) == ('libvirt', verdict)
         assert 'pit_reinject' in guest['running_inhibits']

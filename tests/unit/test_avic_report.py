@@ -3,7 +3,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.vfio.avic.plugins.module_utils import avic_gather, avic_report
+from ansible_collections.vfio.avic.plugins.module_utils import gather as gather_facts
+from ansible_collections.vfio.avic.plugins.plugin_utils import report as reporting
 
 from conftest import write_host_tree
 
@@ -11,21 +12,21 @@ from conftest import write_host_tree
 def _host(tmp_path, name, **kw):
     root = tmp_path / name
     root.mkdir()
-    return avic_gather.gather(root=write_host_tree(root, **kw))
+    return gather_facts.gather(root=write_host_tree(root, **kw))
 
 
 def test_host_summary_and_report_lines(tmp_path, domain_xml):
     facts = _host(tmp_path, 'zen2', cpuinfo_name='zen2_epyc_7702.txt',
                   params={'avic': 'N', 'npt': 'Y', 'nested': '1'},
                   files={'/etc/modprobe.d/kvm.conf': 'options kvm_amd avic=1\n'})
-    domains = [avic_report.domain_result('win', [{'id': 'pit_reinject', 'severity': 'inhibit',
-                                                  'message': 'PIT', 'fix': 'discard'}], True),
-               avic_report.domain_result('lin', [], False)]
-    summary = avic_report.host_summary('zen2', facts, domains)
+    domains = [reporting.domain_result('win', [{'id': 'pit_reinject', 'severity': 'inhibit',
+                                                'message': 'PIT', 'fix': 'discard'}], True),
+               reporting.domain_result('lin', [], False)]
+    summary = reporting.host_summary('zen2', facts, domains)
     assert summary['status'] == 'inactive' and summary['generation'] == 'Zen 2'
     assert summary['inhibits'] == ['avic_disabled'] and summary['pending'] == ['avic']
     assert (summary['guests_total'], summary['guests_ready'], summary['guests_inhibited']) == (2, 1, 1)
-    lines = avic_report.host_report_lines(summary, facts, domains)
+    lines = reporting.host_report_lines(summary, facts, domains)
     assert lines[0] == 'zen2: AVIC INACTIVE'
     assert any('avic=N' in line and 'nested=1' in line for line in lines)
     assert any(line.startswith('  [INHIBIT] avic_disabled:') for line in lines)
@@ -36,27 +37,27 @@ def test_host_summary_and_report_lines(tmp_path, domain_xml):
 
 def test_fleet_table_counts_and_aligns(tmp_path):
     rows = [
-        avic_report.host_summary('b-zen4', _host(tmp_path, 'z4', cpuinfo_name='zen4_epyc_9654.txt',
-                                                 params={'avic': 'Y', 'npt': 'Y', 'nested': '0'})),
-        avic_report.host_summary('a-intel', _host(tmp_path, 'in', cpuinfo_name='intel_xeon_gold_6338.txt')),
-        avic_report.host_summary('c-empty', _host(tmp_path, 'em')),
+        reporting.host_summary('b-zen4', _host(tmp_path, 'z4', cpuinfo_name='zen4_epyc_9654.txt',
+                                               params={'avic': 'Y', 'npt': 'Y', 'nested': '0'})),
+        reporting.host_summary('a-intel', _host(tmp_path, 'in', cpuinfo_name='intel_xeon_gold_6338.txt')),
+        reporting.host_summary('c-empty', _host(tmp_path, 'em')),
     ]
-    table = avic_report.fleet_table(rows)
+    table = reporting.fleet_table(rows)
     assert table[0].split()[:3] == ['host', 'cpu', 'kernel']
     assert table[2].startswith('a-intel') and table[3].startswith('b-zen4')
     assert 'Zen 4' in table[3] and 'active' in table[3]
     assert len(set(len(line.rstrip()) <= len(table[1]) for line in table[:-1])) == 1
     assert table[-1] == '3 hosts: 1 active, 0 inactive, 1 unsupported, 1 unknown; guests 0 ready, 0 inhibited'
-    assert avic_report.fleet_totals(rows)['active'] == 1
+    assert reporting.fleet_totals(rows)['active'] == 1
 
 
 def test_fleet_markdown_lists_hosts_and_guests(tmp_path):
     facts = _host(tmp_path, 'z2', cpuinfo_name='zen2_epyc_7702.txt', params={'avic': 'N', 'npt': 'Y'})
-    domains = [avic_report.domain_result('win|10', [{'id': 'hyperv_synic', 'severity': 'inhibit',
-                                                     'message': 'm', 'fix': 'f'}], True),
-               avic_report.domain_result('broken', [], False, 'not well-formed')]
-    rows = [avic_report.host_summary('z2', facts, domains)]
-    text = '\n'.join(avic_report.fleet_markdown(rows, {'z2': domains}))
+    domains = [reporting.domain_result('win|10', [{'id': 'hyperv_synic', 'severity': 'inhibit',
+                                                   'message': 'm', 'fix': 'f'}], True),
+               reporting.domain_result('broken', [], False, 'not well-formed')]
+    rows = [reporting.host_summary('z2', facts, domains)]
+    text = '\n'.join(reporting.fleet_markdown(rows, {'z2': domains}))
     assert text.startswith('# AVIC fleet report')
     assert '| z2 | AMD EPYC 7702 64-Core Processor | Zen 2 | 6.1.0-26-amd64 | inactive | - | 0/0/1/2 | avic_disabled |' in text
     assert '| z2 | win\\|10 | running | inhibited | hyperv_synic | - |' in text
@@ -71,9 +72,9 @@ def test_hostile_guest_names_render_as_written_in_the_markdown_table(tmp_path):
     """Rendered by a real CommonMark parser with GitHub's tables: each name is one cell, verbatim."""
     from markdown_it import MarkdownIt
     facts = _host(tmp_path, 'z2', cpuinfo_name='zen2_epyc_7702.txt', params={'avic': 'N', 'npt': 'Y'})
-    domains = [avic_report.domain_result(name, [], True) for name in HOSTILE]
-    rows = [avic_report.host_summary('z2', facts, domains)]
-    text = '\n'.join(avic_report.fleet_markdown(rows, {'z2': domains}))
+    domains = [reporting.domain_result(name, [], True) for name in HOSTILE]
+    rows = [reporting.host_summary('z2', facts, domains)]
+    text = '\n'.join(reporting.fleet_markdown(rows, {'z2': domains}))
     tokens = MarkdownIt('commonmark').enable('table').parse(text)
     assert not [t for t in tokens if t.type in ('html_block', 'html_inline')]
     cells, row, in_guests = [], None, False

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from ansible_collections.vfio.avic.plugins.module_utils import avic_sampler as sampler
+from ansible_collections.vfio.avic.plugins.module_utils.trace import tracefs as sampler
 
 from conftest import COLLECTIONS
 

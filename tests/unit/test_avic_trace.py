@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from ansible_collections.vfio.avic.plugins.module_utils import avic_trace as trace
+from ansible_collections.vfio.avic.plugins.module_utils.trace import verdict as trace
 
 from conftest import REPO
 

@@ -94,7 +94,7 @@ def test_tarball_has_the_collection_and_nothing_local(installed):
         names = tar.getnames()
     for wanted in ('MANIFEST.json', 'LICENSE', 'plugins/modules/avic_facts.py', 'meta/runtime.yml',
                    'meta/execution-environment.yml', 'meta/ee-requirements.txt', 'bindep.txt',
-                   'plugins/module_utils/avic_domain.py', 'playbooks/audit.yml', 'README.md',
+                   'plugins/module_utils/rules/domain.py', 'playbooks/audit.yml', 'README.md',
                    'CHANGELOG.md', 'changelogs/changelog.yaml'):
         assert any(n == wanted or n.endswith('/' + wanted) for n in names), wanted
     for unwanted in ('.build', '.venv', '.git', 'reports', '.ansible', '.benchmarks', '.pytest_cache'):

@@ -6,7 +6,7 @@ __metaclass__ = type
 
 import os
 
-from ansible_collections.vfio.avic.plugins.module_utils.avic_findings import FINDING_IDS
+from ansible_collections.vfio.avic.plugins.module_utils.findings import FINDING_IDS
 
 from conftest import REPO
 

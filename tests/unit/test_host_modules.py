@@ -320,7 +320,7 @@ def test_unusual_modprobe_files(tmp_path, case, files, conflicts, kept):
 def test_a_backup_never_replaces_an_older_one_made_in_the_same_second(tmp_path):
     """Two backups of one file within a second by the same process: both are kept, both whole."""
     import os  # pylint: disable=import-outside-toplevel
-    from ansible_collections.vfio.avic.plugins.module_utils.avic_files import HostFiles  # pylint: disable=import-outside-toplevel
+    from ansible_collections.vfio.avic.plugins.module_utils.hostfs import HostFiles  # pylint: disable=import-outside-toplevel
     path = tmp_path / 'grub'
     path.write_text('first\n')
     one = HostFiles.backup(str(path))

@@ -11,7 +11,8 @@ import re
 
 import yaml
 
-from ansible_collections.vfio.avic.plugins.module_utils import avic_gather, avic_hostplan
+from ansible_collections.vfio.avic.plugins.module_utils import gather as gather_facts
+from ansible_collections.vfio.avic.plugins.module_utils.plan import host as host_plan
 
 from conftest import REPO
 
@@ -35,7 +36,7 @@ def test_every_vars_file_loads_and_names_only_role_variables():
         assert isinstance(data, dict) and data, name
         assert all(k.startswith('avic_host_') for k in data), name
     # the families avic_facts reports are the files preflight.yml looks for
-    assert set(f for f, _ids in avic_gather.OS_FAMILIES) <= set(files)
+    assert set(f for f, _ids in gather_facts.OS_FAMILIES) <= set(files)
 
 
 def test_boot_loader_commands_per_family():
@@ -53,7 +54,7 @@ def test_boot_loader_commands_per_family():
 def avic_gather_tools():
     """The boot tools avic_facts looks for: a handler only runs a command it found."""
     import inspect
-    source = inspect.getsource(avic_gather._boot_loader)
+    source = inspect.getsource(gather_facts._boot_loader)
     return set(re.findall(r"'([a-z0-9-]+)'", source.split('if reader.which(t)', maxsplit=1)[0]))
 
 
@@ -64,7 +65,7 @@ def test_initramfs_commands_per_tool_cover_every_family():
     assert commands['mkinitcpio'] == ['mkinitcpio', '-P']                            # Arch
     # avic_facts names the tool and its command the same way the handler looks them up
     import inspect
-    source = inspect.getsource(avic_gather._initramfs)
+    source = inspect.getsource(gather_facts._initramfs)
     for tool, argv in commands.items():
         assert "'%s': '%s'" % (tool, argv[0]) in source, tool
 
@@ -73,8 +74,8 @@ def test_redhat_prefers_grubby_with_bls_entries_and_still_edits_grub_default():
     def exists_of(*paths):
         return lambda p: p in paths
     fedora = exists_of('/etc/default/grub', '/boot/loader/entries')
-    assert avic_hostplan.cmdline_target(fedora, has_grubby=True) == 'grubby'
-    assert avic_hostplan.cmdline_target(exists_of('/etc/default/grub'), has_grubby=True) == 'grub'
+    assert host_plan.cmdline_target(fedora, has_grubby=True) == 'grubby'
+    assert host_plan.cmdline_target(exists_of('/etc/default/grub'), has_grubby=True) == 'grub'
     with open(os.path.join(REPO, 'plugins', 'modules', 'avic_cmdline.py')) as handle:
         source = handle.read()
     assert "'--update-kernel=ALL'" in source
@@ -114,9 +115,9 @@ def test_choices_match_what_the_tasks_and_modules_accept():
     from ansible_collections.vfio.avic.plugins.modules import avic_cmdline
     module_targets = yaml.safe_load(avic_cmdline.DOCUMENTATION)['options']['target']['choices']
     assert options['avic_host_boot_config']['choices'] == module_targets
-    assert set(options['avic_host_iommu_intr']['choices']) == {''} | set(avic_hostplan.IOMMU_INTR)
+    assert set(options['avic_host_iommu_intr']['choices']) == {''} | set(host_plan.IOMMU_INTR)
     for value in options['avic_host_iommu_intr']['choices']:
-        avic_hostplan.owned_args(['iommu=pt'], value or None)
+        host_plan.owned_args(['iommu=pt'], value or None)
 
 
 def test_reboot_role_specs_defaults_and_callers_agree():

@@ -17,7 +17,7 @@ import yaml
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.vfio.avic.plugins.filter import avic_kernel as kernel_filters
-from ansible_collections.vfio.avic.plugins.module_utils import avic_kernelplan as kp
+from ansible_collections.vfio.avic.plugins.module_utils.plan import kernel as kp
 
 from conftest import REPO
 

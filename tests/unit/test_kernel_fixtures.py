@@ -14,8 +14,9 @@ import re
 
 import pytest
 
-from ansible_collections.vfio.avic.plugins.module_utils import avic_gather, avic_kernel
-from ansible_collections.vfio.avic.plugins.module_utils import avic_trace as trace
+from ansible_collections.vfio.avic.plugins.module_utils import gather as gather_facts
+from ansible_collections.vfio.avic.plugins.module_utils.rules import kernel as kernel_rules
+from ansible_collections.vfio.avic.plugins.module_utils.trace import verdict as trace
 
 from conftest import REPO
 
@@ -120,18 +121,18 @@ def test_dmesg_of_the_load_matches_the_patterns(release):
     forced = load(release, 'force_pit_reinject', 'meta.json')
     off = load(release, 'avic_off', 'meta.json')
     text = '\n'.join(forced['dmesg_load'])
-    found = avic_gather.parse_dmesg(text)
+    found = gather_facts.parse_dmesg(text)
     assert found['avic_forced'], text
     assert found['force_avic_taint'], text
-    prefix = 'kvm_amd' if v >= avic_kernel.KMSG_MODULE_PREFIX else 'SVM'
+    prefix = 'kvm_amd' if v >= kernel_rules.KMSG_MODULE_PREFIX else 'SVM'
     forced_lines = [line for line in forced['dmesg_load'] if 'force enabled' in line]
     assert len(forced_lines) == 1 and ('] %s: AVIC ' % prefix) in forced_lines[0], forced_lines
     # "AVIC enabled" follows the forced line from 6.18; before, only "crash and burn" does
-    assert found['avic_enabled'] == (v >= avic_kernel.FORCED_MESSAGE_ONE_LINE), text
+    assert found['avic_enabled'] == (v >= kernel_rules.FORCED_MESSAGE_ONE_LINE), text
     if found['avic_enabled']:
         assert found['prefix'] == prefix, text
     assert forced['taint'] & 64
-    assert not avic_gather.parse_dmesg('\n'.join(off['dmesg_load']))['avic_enabled']
+    assert not gather_facts.parse_dmesg('\n'.join(off['dmesg_load']))['avic_enabled']
 
 
 @pytest.mark.parametrize('release', RELEASES)
@@ -139,13 +140,13 @@ def test_module_parameters_and_defaults(release):
     v = version(release)
     info = load(release, 'kernel.json')
     boot = info['kvm_amd_defaults']
-    assert ('enable_ipiv' in boot) == (v >= avic_kernel.ENABLE_IPIV_PARAM), sorted(boot)
-    assert ('enable_device_posted_irqs' in boot) == (v >= avic_kernel.DEVICE_POSTED_IRQS_PARAM), sorted(boot)
+    assert ('enable_ipiv' in boot) == (v >= kernel_rules.ENABLE_IPIV_PARAM), sorted(boot)
+    assert ('enable_device_posted_irqs' in boot) == (v >= kernel_rules.DEVICE_POSTED_IRQS_PARAM), sorted(boot)
     assert 'force_avic' in boot
     # the lab's CPU hides AVIC in CPUID: whatever the default, the module runs without it
     assert boot['avic'] in ('N', '0'), boot
     forced = load(release, 'force_pit_reinject', 'meta.json')['kvm_amd']
-    if v >= avic_kernel.ERRATUM_1235_FAMILY_17H and 'enable_ipiv' in forced:
+    if v >= kernel_rules.ERRATUM_1235_FAMILY_17H and 'enable_ipiv' in forced:
         # family 17h (the lab's EPYC): erratum #1235 turns IPI virtualisation off
         assert forced['enable_ipiv'] in ('N', '0'), forced
 

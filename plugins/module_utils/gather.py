@@ -17,8 +17,13 @@ __metaclass__ = type
 import os
 import re
 
-from ansible_collections.vfio.avic.plugins.module_utils import (
-    avic_cpu, avic_domain, avic_host, avic_hostplan, avic_kernel, avic_proxmox, avic_qemu)
+from ansible_collections.vfio.avic.plugins.module_utils.rules import cpu as cpu_rules
+from ansible_collections.vfio.avic.plugins.module_utils.rules import domain as domain_rules
+from ansible_collections.vfio.avic.plugins.module_utils.rules import host as host_rules
+from ansible_collections.vfio.avic.plugins.module_utils.plan import host as host_plan
+from ansible_collections.vfio.avic.plugins.module_utils.rules import kernel as kernel_rules
+from ansible_collections.vfio.avic.plugins.module_utils.guests import proxmox as proxmox_guest
+from ansible_collections.vfio.avic.plugins.module_utils.guests import qemu as qemu_guest
 
 FACTS_SCHEMA = 1
 
@@ -26,7 +31,7 @@ BIN_DIRS = ('usr/sbin', 'usr/bin', 'sbin', 'bin', 'usr/local/sbin', 'usr/local/b
 
 # Kernel log lines about AVIC, from the format strings in arch/x86/kvm/svm/avic.c and
 # drivers/iommu/amd/init.c. The prefix is "SVM: " before 6.3 and "kvm_amd: " from 6.3
-# (avic_kernel.KMSG_MODULE_PREFIX); the patterns match either.
+# (kernel_rules.KMSG_MODULE_PREFIX); the patterns match either.
 DMESG_PATTERNS = (
     ('avic_enabled', re.compile(r'\bAVIC enabled\b')),
     ('x2avic_enabled', re.compile(r'\bx2AVIC enabled\b')),
@@ -123,13 +128,13 @@ def _kernel(reader):
         release = os.uname()[2]
     upstream = None
     for rel in ('/proc/version_signature', '/proc/version'):
-        upstream = avic_kernel.upstream_from_proc_version(reader.text(rel))
+        upstream = kernel_rules.upstream_from_proc_version(reader.text(rel))
         if upstream:
             break
     parsed = None
     try:
-        parsed = avic_kernel.parse_release(release) if release else None
-    except avic_kernel.KernelReleaseError:
+        parsed = kernel_rules.parse_release(release) if release else None
+    except kernel_rules.KernelReleaseError:
         parsed = None
     version = None
     if parsed:
@@ -151,11 +156,11 @@ def _module_params(reader, module):
 
 def _modprobe(reader):
     by_dir = {}
-    for directory in avic_host.MODPROBE_DIRS:
+    for directory in host_rules.MODPROBE_DIRS:
         by_dir[directory] = reader.listdir(directory)
-    paths = avic_host.modprobe_file_order(by_dir)
+    paths = host_rules.modprobe_file_order(by_dir)
     files = [(path, reader.text(path, '')) for path in paths]
-    result = avic_host.parse_modprobe(files)
+    result = host_rules.parse_modprobe(files)
     result['read'] = paths
     return result
 
@@ -163,9 +168,9 @@ def _modprobe(reader):
 def _iommu(reader, args):
     units = reader.listdir('/sys/class/iommu')
     return {
-        'amd_iommu': avic_host.cmdline_value(args, 'amd_iommu'),
-        'iommu': avic_host.cmdline_value(args, 'iommu'),
-        'amd_iommu_intr': avic_host.cmdline_value(args, 'amd_iommu_intr'),
+        'amd_iommu': host_rules.cmdline_value(args, 'amd_iommu'),
+        'iommu': host_rules.cmdline_value(args, 'iommu'),
+        'amd_iommu_intr': host_rules.cmdline_value(args, 'amd_iommu_intr'),
         'units': units,
         'amd_vi': any(u.startswith('ivhd') for u in units),
     }
@@ -197,26 +202,26 @@ def _esp_modes(reader, run):
     """The ESP modes of ``proxmox-boot-tool status`` (a read-only listing), sorted, on a Proxmox
     host whose tool ran; None where it is not Proxmox, the tool is missing or failed, or no
     command may run (``run`` None)."""
-    if run is None or not reader.exists(avic_hostplan.PROXMOX_UUIDS):
+    if run is None or not reader.exists(host_plan.PROXMOX_UUIDS):
         return None
     tool = reader.which('proxmox-boot-tool')
     if not tool:
         return None
     rc, out, _err = run([tool, 'status'])
-    return sorted(avic_hostplan.proxmox_boot_modes(out)) if rc == 0 else None
+    return sorted(host_plan.proxmox_boot_modes(out)) if rc == 0 else None
 
 
 def _boot_cmdline(reader, run=None):
     """The kernel command line as configured for the next boot, where the host role edits it.
 
-    ``target`` follows avic_hostplan.cmdline_target() (with the Proxmox ESP modes where
+    ``target`` follows host_plan.cmdline_target() (with the Proxmox ESP modes where
     ``run`` may read them), ``value`` is the line the next boot gets from that configuration
-    (GRUB: avic_hostplan.grub_next_boot() over /etc/default/grub and /etc/default/grub.d/*.cfg;
+    (GRUB: host_plan.grub_next_boot() over /etc/default/grub and /etc/default/grub.d/*.cfg;
     None where a file is missing or cannot be parsed), ``sources`` the files it came from.
     """
     modes = _esp_modes(reader, run)
-    target = avic_hostplan.cmdline_target(reader.exists, bool(reader.which('grubby')),
-                                          set(modes) if modes else None)
+    target = host_plan.cmdline_target(reader.exists, bool(reader.which('grubby')),
+                                      set(modes) if modes else None)
     value, sources = None, []
     if target == 'grub':
         def read(path):
@@ -224,12 +229,12 @@ def _boot_cmdline(reader, run=None):
             if text is not None:
                 sources.append(path)
             return text
-        value = avic_hostplan.grub_next_boot(read, reader.listdir)
+        value = host_plan.grub_next_boot(read, reader.listdir)
     elif target == 'kernel_cmdline':
-        text = reader.text(avic_hostplan.KERNEL_CMDLINE_FILE)
+        text = reader.text(host_plan.KERNEL_CMDLINE_FILE)
         if text is not None:
-            value = ' '.join(avic_hostplan.split_kernel_args(text))
-            sources.append(avic_hostplan.KERNEL_CMDLINE_FILE)
+            value = ' '.join(host_plan.split_kernel_args(text))
+            sources.append(host_plan.KERNEL_CMDLINE_FILE)
     return {'target': target, 'value': value, 'sources': sources, 'esp_modes': modes}
 
 
@@ -276,7 +281,7 @@ def _guest_source(reader, argv, name):
     """('libvirt'|'proxmox'|'qemu', Proxmox VM ID or None) of a QEMU process: libvirt names its
     guests '-name guest=...' and keeps /run/libvirt/qemu/<name>.pid; qemu-server passes '-id
     <vmid>' for /etc/pve/qemu-server/<vmid>.conf."""
-    _program, options = avic_qemu.parse_options(argv)
+    _program, options = qemu_guest.parse_options(argv)
     values = dict((opt, value) for opt, value in options if value is not None)
     vmid = values.get('id')
     if vmid and vmid.isdigit() and reader.exists('%s/%s.conf' % (PVE_QEMU_DIR, vmid)):
@@ -300,11 +305,11 @@ def _guests(reader):
         argv = [a for a in raw.split('\0') if a]
         if not argv or os.path.basename(argv[0]) not in QEMU_NAMES:
             continue
-        name = avic_qemu.guest_name(argv)
+        name = qemu_guest.guest_name(argv)
         source, vmid = _guest_source(reader, argv, name)
         try:
-            summary, error = avic_qemu.qemu_summary(argv), None
-        except avic_qemu.QemuArgvError as exc:
+            summary, error = qemu_guest.qemu_summary(argv), None
+        except qemu_guest.QemuArgvError as exc:
             summary, error = None, str(exc)
         guests.append({
             'pid': int(entry),
@@ -332,10 +337,10 @@ def _proxmox_guests(reader, running):
         text = reader.text('%s/%s' % (PVE_QEMU_DIR, entry))
         summary, error, name = None, None, None
         try:
-            conf = avic_proxmox.parse_conf(text, '%s/%s' % (PVE_QEMU_DIR, entry))
+            conf = proxmox_guest.parse_conf(text, '%s/%s' % (PVE_QEMU_DIR, entry))
             name = conf.get('name') or 'vm%s' % vmid
-            summary = avic_proxmox.proxmox_summary(conf, int(vmid), models, '%s/%s' % (PVE_QEMU_DIR, entry))
-        except (avic_proxmox.ProxmoxConfigError, avic_qemu.QemuArgvError) as exc:
+            summary = proxmox_guest.proxmox_summary(conf, int(vmid), models, '%s/%s' % (PVE_QEMU_DIR, entry))
+        except (proxmox_guest.ProxmoxConfigError, qemu_guest.QemuArgvError) as exc:
             error = str(exc)
         guests.append({'vmid': int(vmid), 'name': name, 'running': int(vmid) in running,
                        'error': error, '_summary': summary})
@@ -350,8 +355,8 @@ def _audit_guests(entries, facts):
         if summary is None:
             continue
         try:
-            entry['findings'] = avic_domain.audit_summary(summary, facts)
-        except avic_domain.HostFactsError as exc:
+            entry['findings'] = domain_rules.audit_summary(summary, facts)
+        except domain_rules.HostFactsError as exc:
             entry['error'] = 'not audited: the host facts are not usable (%s)' % exc
 
 
@@ -432,13 +437,13 @@ def gather(root='/', run=None, dmesg=True, guests=True, domains=False,
     """All facts as one JSON-ready dict (the ``vfio_avic`` fact)."""
     reader = Reader(root)
     release, upstream, version = _kernel(reader)
-    cpu = avic_cpu.classify_cpu(reader.text('/proc/cpuinfo', ''), release if version else None)
+    cpu = cpu_rules.classify_cpu(reader.text('/proc/cpuinfo', ''), release if version else None)
     kvm_amd = _module_params(reader, 'kvm_amd')
     kvm_intel = _module_params(reader, 'kvm_intel')
     modprobe = _modprobe(reader)
     cmdline = (reader.text('/proc/cmdline') or '').strip()
-    args = avic_host.parse_cmdline(cmdline)
-    cmdline_options = avic_host.cmdline_module_options(args)
+    args = host_rules.parse_cmdline(cmdline)
+    cmdline_options = host_rules.cmdline_module_options(args)
     configured = dict(modprobe['options'])
     configured.update(cmdline_options)
     facts = {
@@ -449,19 +454,19 @@ def gather(root='/', run=None, dmesg=True, guests=True, domains=False,
         'kernel': release,
         'kernel_upstream': upstream,
         'kernel_version': version,
-        'kernel_capabilities': avic_kernel.capabilities(release) if version else None,
-        'avic': bool(kvm_amd['loaded'] and avic_host.param_bool(kvm_amd['parameters'].get('avic'))),
+        'kernel_capabilities': kernel_rules.capabilities(release) if version else None,
+        'avic': bool(kvm_amd['loaded'] and host_rules.param_bool(kvm_amd['parameters'].get('avic'))),
         'x2avic': cpu['x2avic'],
-        'nested': avic_host.param_bool(kvm_amd['parameters'].get('nested')),
+        'nested': host_rules.param_bool(kvm_amd['parameters'].get('nested')),
         'kvm_amd': kvm_amd,
         'kvm_intel': {'loaded': kvm_intel['loaded'],
-                      'enable_apicv': avic_host.param_bool(
+                      'enable_apicv': host_rules.param_bool(
                           kvm_intel['parameters'].get('enable_apicv'))},
         'modprobe': modprobe,
         'cmdline': cmdline,
         'cmdline_kvm_amd': cmdline_options,
         'configured_kvm_amd': configured,
-        'pending': avic_host.pending_differences(kvm_amd['parameters'], configured)
+        'pending': host_rules.pending_differences(kvm_amd['parameters'], configured)
         if kvm_amd['loaded'] else {},
         'iommu': _iommu(reader, args),
         'boot_loader': _boot_loader(reader),
@@ -479,9 +484,9 @@ def gather(root='/', run=None, dmesg=True, guests=True, domains=False,
         facts['domains'], facts['domains_error'] = _domains(reader, run, libvirt_uri)
     taint = (reader.text('/proc/sys/kernel/tainted') or '').strip()
     facts['tainted'] = int(taint) if taint.isdigit() else None
-    findings = avic_host.host_findings(facts)
+    findings = host_rules.host_findings(facts)
     facts['findings'] = findings
-    facts['status'] = avic_host.host_status(facts, findings)
+    facts['status'] = host_rules.host_status(facts, findings)
     if guests:
         running = set(g['vmid'] for g in facts['guests'] if g['source'] == 'proxmox')
         facts['proxmox_guests'] = _proxmox_guests(reader, running)

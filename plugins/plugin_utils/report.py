@@ -7,8 +7,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.vfio.avic.plugins.module_utils.avic_cpu import generation_name
-from ansible_collections.vfio.avic.plugins.module_utils import avic_domain
+from ansible_collections.vfio.avic.plugins.module_utils.rules.cpu import generation_name
+from ansible_collections.vfio.avic.plugins.module_utils.rules import domain as domain_rules
 
 _MARK = {'inhibit': 'INHIBIT', 'warning': 'WARN', 'info': 'info'}
 
@@ -23,7 +23,7 @@ def domain_result(name, findings, active=False, error=None):
     return {
         'name': name,
         'active': bool(active),
-        'verdict': 'unreadable' if error else avic_domain.verdict(findings),
+        'verdict': 'unreadable' if error else domain_rules.verdict(findings),
         'inhibits': _ids(findings, 'inhibit'),
         'warnings': _ids(findings, 'warning'),
         'findings': findings,

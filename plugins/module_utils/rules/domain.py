@@ -21,9 +21,9 @@ __metaclass__ = type
 
 import xml.etree.ElementTree as ET
 
-from ansible_collections.vfio.avic.plugins.module_utils.avic_findings import (
+from ansible_collections.vfio.avic.plugins.module_utils.findings import (
     INFO, INHIBIT, WARNING, finding)
-from ansible_collections.vfio.avic.plugins.module_utils import avic_kernel
+from ansible_collections.vfio.avic.plugins.module_utils.rules import kernel as kernel_rules
 
 XAPIC_MAX_VCPUS = 255
 # Highest guest APIC ID the AVIC physical ID table can hold (arch/x86/kvm/svm/avic.c and
@@ -97,8 +97,8 @@ def normalise_host(host):
                              'or a dict like {kernel: "6.8.0-45-generic", avic: true, x2avic: false}'
                              % ', '.join(missing))
     try:
-        kernel = avic_kernel.parse_release(host['kernel'])
-    except avic_kernel.KernelReleaseError as exc:
+        kernel = kernel_rules.parse_release(host['kernel'])
+    except kernel_rules.KernelReleaseError as exc:
         raise HostFactsError('host kernel: %s' % exc)
     nested = host.get('nested')
     if nested is None and isinstance(host.get('kvm_amd'), dict):
@@ -118,7 +118,7 @@ def normalise_host(host):
         'vendor_id': vendor_id,
         'amd': vendor is None or vendor in AMD_VENDORS,
         'kernel': kernel,
-        'caps': avic_kernel.capabilities(kernel),
+        'caps': kernel_rules.capabilities(kernel),
         'avic': _bool(host['avic']),
         'x2avic': _bool(host['x2avic']),
         'nested': None if nested is None else _bool(nested),
@@ -174,7 +174,7 @@ def host_vendor(host):
     """(vendor, vendor_id) of the host's CPU from the vfio_avic fact, or (None, None) when the host
     dict does not say (a plain {kernel, avic, x2avic} dict, or cpuinfo that could not be read).
 
-    avic_cpu reports vendor 'unknown' both for unreadable cpuinfo and for other vendors; only a
+    rules/cpu reports vendor 'unknown' both for unreadable cpuinfo and for other vendors; only a
     vendor_id tells them apart.
     """
     cpu = host.get('cpu') if isinstance(host, dict) else None
@@ -299,7 +299,7 @@ def _check_x2apic(s, host, out):
         return
     fix = ("Add <feature policy='disable' name='x2apic'/> to <cpu>, unless the guest needs APIC "
            'IDs above 254.')
-    if _version(host) < avic_kernel.APICV_INHIBITS:
+    if _version(host) < kernel_rules.APICV_INHIBITS:
         out.append(finding(
             'x2apic_exposed', INFO,
             'x2apic is not disabled in the guest CPU, but kernel %s (older than 5.6) has no X2APIC '
@@ -357,7 +357,7 @@ def _check_svm(s, host, out):
             '%s; the host runs kvm_amd with nested=0, so KVM does not expose it and sets no NESTED '
             'inhibit (known).' % what, keep))
         return
-    if version >= avic_kernel.NESTED_COEXIST:
+    if version >= kernel_rules.NESTED_COEXIST:
         out.append(finding(
             'svm_exposed', INFO,
             '%s: kernel %s inhibits AVIC only on a vCPU while that vCPU runs a nested guest (known, '
@@ -371,7 +371,7 @@ def _check_svm(s, host, out):
             'kvm_amd runs with nested=1 and the guest CPUID has svm (known); whether nested=1 is '
             'not known here.' % (what, release), keep))
         return
-    if version < avic_kernel.APICV_INHIBITS:
+    if version < kernel_rules.APICV_INHIBITS:
         out.append(finding(
             'svm_exposed', WARNING,
             '%s and kvm_amd runs with nested=1: kernel %s (older than 5.6) has no NESTED inhibit, '
@@ -405,7 +405,7 @@ def _check_pit(s, host, out):
 def synic_inhibits(host, avic_on):
     """Whether a SynIC keeps AVIC off: before 5.15 always (activating SynIC inhibits AVIC
     permanently), from 5.15 only without hv-avic (Windows then uses AutoEOI)."""
-    return _version(host) < avic_kernel.HYPERV_AUTOEOI or not avic_on
+    return _version(host) < kernel_rules.HYPERV_AUTOEOI or not avic_on
 
 
 def _check_hyperv_passthrough(hv, host, out):
@@ -413,7 +413,7 @@ def _check_hyperv_passthrough(hv, host, out):
     release = _release(host)
     fix = ("Use <hyperv mode='custom'> with the enlightenments listed and without <synic> and "
            "<stimer>.")
-    if _version(host) < avic_kernel.HYPERV_AUTOEOI:
+    if _version(host) < kernel_rules.HYPERV_AUTOEOI:
         out.append(finding(
             'hyperv_passthrough', INHIBIT,
             "Hyper-V mode='passthrough' turns on every enlightenment the host offers, SynIC "
@@ -458,7 +458,7 @@ def _check_hyperv(s, host, out):
     if hv is None:
         return
     avic_on = hv.get('avic', False)
-    old = _version(host) < avic_kernel.HYPERV_AUTOEOI
+    old = _version(host) < kernel_rules.HYPERV_AUTOEOI
     if hv.get('mode') == 'passthrough':
         _check_hyperv_passthrough(hv, host, out)
     if hv.get('synic') and synic_inhibits(host, avic_on):
@@ -527,7 +527,7 @@ def apic_id_limit(host):
     the facts do not show)."""
     if not (host['x2avic'] and host['caps']['x2avic']):
         return AVIC_MAX_APIC_ID, False
-    if _version(host) >= avic_kernel.X2AVIC_EXT and host['x2avic_ext'] is not False:
+    if _version(host) >= kernel_rules.X2AVIC_EXT and host['x2avic_ext'] is not False:
         return X2AVIC_EXT_MAX_APIC_ID, host['x2avic_ext'] is None
     return X2AVIC_MAX_APIC_ID, False
 
@@ -553,7 +553,7 @@ def _check_vcpus(s, host, out):
             '/proc/cpuinfo) is not known here; without it kernel %s inhibits AVIC for the VM '
             '(PHYSICAL_ID_TOO_BIG).%s' % (what, limits, _release(host), keep), fix))
         return
-    if _version(host) >= avic_kernel.PHYSICAL_ID_TOO_BIG:
+    if _version(host) >= kernel_rules.PHYSICAL_ID_TOO_BIG:
         why = ('kernel %s inhibits AVIC for the whole VM (known, PHYSICAL_ID_TOO_BIG, "KVM: SVM: '
                'Inhibit AVIC if ID is too big instead of rejecting vCPU creation", 6.17)' % _release(host))
     else:
@@ -572,7 +572,7 @@ def _check_sev(s, host, out):
         kind = 'SEV-ES'
     else:
         kind = 'SEV'
-    if _version(host) < avic_kernel.SEV_INHIBIT:
+    if _version(host) < kernel_rules.SEV_INHIBIT:
         out.append(finding(
             'sev_guest', WARNING,
             '%s guest: kernel %s is older than 5.19, which has no SEV inhibit: KVM does not keep '

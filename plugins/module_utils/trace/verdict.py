@@ -8,7 +8,7 @@ Reads text as tracefs prints it (``trace`` or ``trace_pipe``): one event a line,
 guest (QEMU process -> libvirt domain), interrupts KVM delivered through the
 accelerated path against those it emulated, AVIC exits, and decodes every APICv
 inhibit change into the kernel's reason names. Nothing here touches a file;
-avic_sampler.py does the tracefs and /proc work.
+tracefs.py does the tracefs and /proc work.
 
 What the tracepoints mean (all read in the kernel source, so messages say "known"):
 
@@ -128,7 +128,7 @@ INHIBIT_ALIASES = {'DISABLE': 'DISABLED', 'PHYS_ID_ALIASED': 'PHYSICAL_ID_ALIASE
 TRANSIENT_INHIBITS = frozenset(['IRQWIN', 'ABSENT'])
 
 # Reason -> (finding id of the static audit that causes it, scope, what it means).
-# Scope 'host' findings come from avic_facts (avic_host), 'domain' ones from avic_domain.
+# Scope 'host' findings come from avic_facts (rules/host), 'domain' ones from rules/domain.
 REASON_FINDINGS = {
     'DISABLED': ('avic_disabled', 'host',
                  'AVIC/APICv is off in the KVM module (kvm_amd avic=0) or not supported'),

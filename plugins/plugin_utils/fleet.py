@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Merge what the roles and the runtime sampler report into the fleet report (stdlib only).
 
-The audit builds a host row with avic_report.host_summary() and one avic_report.domain_result()
+The audit builds a host row with reporting.host_summary() and one reporting.domain_result()
 per guest from the vfio_avic fact.  After a converge the roles know more than those facts, which
 were read before anything changed: the host role's ``avic_host_status``, the kernel role's
 ``avic_kernel_report``, the guest role's ``avic_guest_report`` and the ``guests`` list of
@@ -17,7 +17,8 @@ __metaclass__ = type
 
 import copy
 
-from ansible_collections.vfio.avic.plugins.module_utils import avic_domain, avic_report
+from ansible_collections.vfio.avic.plugins.module_utils.rules import domain as domain_rules
+from ansible_collections.vfio.avic.plugins.plugin_utils import report as reporting
 
 GUEST_STATES = ('ready', 'restart_required', 'inhibited', 'not_applicable', 'error')
 RUNTIME_VERDICTS = ('avic_active', 'avic_inhibited', 'no_data')
@@ -60,7 +61,7 @@ def _guest_from_role(entry, previous=None):
 def _not_applicable(after, previous):
     """A guest the role calls ready on a host where AVIC does not apply (not AMD/Hygon)."""
     if after:
-        return all(i in avic_domain.NOT_APPLICABLE_IDS for i in after)
+        return all(i in domain_rules.NOT_APPLICABLE_IDS for i in after)
     return previous.get('verdict') == 'not_applicable'
 
 
@@ -151,21 +152,21 @@ def _check_domains(domains):
 def audit_domains(domains, facts):
     """Audit avic_facts' ``domains`` list against the host; unreadable XML becomes an error entry.
 
-    Raises avic_domain.HostFactsError when ``facts`` is not a usable host description.
+    Raises domain_rules.HostFactsError when ``facts`` is not a usable host description.
     """
     _check_domains(domains)
     results = []
     for dom in domains or []:
         if dom.get('xml') is None:
-            results.append(avic_report.domain_result(dom['name'], [], dom.get('active'),
-                                                     dom.get('error') or 'no XML'))
+            results.append(reporting.domain_result(dom['name'], [], dom.get('active'),
+                                                   dom.get('error') or 'no XML'))
             continue
         try:
-            findings = avic_domain.audit_domain(dom['xml'], facts, dom['name'])
-        except avic_domain.DomainXMLError as exc:
-            results.append(avic_report.domain_result(dom['name'], [], dom.get('active'), str(exc)))
+            findings = domain_rules.audit_domain(dom['xml'], facts, dom['name'])
+        except domain_rules.DomainXMLError as exc:
+            results.append(reporting.domain_result(dom['name'], [], dom.get('active'), str(exc)))
             continue
-        results.append(avic_report.domain_result(dom['name'], findings, dom.get('active')))
+        results.append(reporting.domain_result(dom['name'], findings, dom.get('active')))
     return results
 
 
@@ -209,7 +210,7 @@ def running_guests(domains, facts):
             continue
         name = proc.get('name') or ('vm%s' % proc['vmid'] if proc.get('vmid') else 'pid %s' % proc.get('pid'))
         error = None if findings is not None else (proc.get('error') or 'not audited')
-        entry = avic_report.domain_result(name, findings or [], True, error)
+        entry = reporting.domain_result(name, findings or [], True, error)
         entry.update({'source': proc.get('source') or 'qemu', 'pid': proc.get('pid'),
                       'vmid': proc.get('vmid')})
         conf = pve.get(proc.get('vmid')) if entry['source'] == 'proxmox' else None
@@ -222,9 +223,9 @@ def running_guests(domains, facts):
     for vmid in sorted(v for v in pve if v not in seen_vmids):
         conf = pve[vmid]
         findings = conf.get('findings')
-        entry = avic_report.domain_result(conf.get('name') or 'vm%s' % vmid, findings or [],
-                                          bool(conf.get('running')),
-                                          conf.get('error') if findings is None else None)
+        entry = reporting.domain_result(conf.get('name') or 'vm%s' % vmid, findings or [],
+                                        bool(conf.get('running')),
+                                        conf.get('error') if findings is None else None)
         entry.update({'source': 'proxmox', 'vmid': vmid})
         out.append(entry)
     return out
@@ -237,16 +238,16 @@ def _audit_host_domains(facts):
     of every host; reason is None otherwise."""
     try:
         return running_guests(audit_domains(facts.get('domains'), facts), facts), None
-    except avic_domain.HostFactsError as exc:
+    except domain_rules.HostFactsError as exc:
         reason = 'guests not audited: the host facts are not usable (%s)' % exc
-        return [avic_report.domain_result(
+        return [reporting.domain_result(
             dom['name'], [], dom.get('active'),
             reason if dom.get('xml') is not None else dom.get('error') or 'no XML')
             for dom in facts.get('domains') or []], reason
 
 
 def _unknown_row(host, reason):
-    row = avic_report.host_summary(host, {})
+    row = reporting.host_summary(host, {})
     row['reasons'] = [reason]
     return row
 
@@ -275,7 +276,7 @@ def fleet_report(hosts):
             records[name] = {'summary': row, 'guests': [], 'facts': None}
             continue
         domains, unusable = _audit_host_domains(facts)
-        summary = avic_report.host_summary(name, facts, domains)
+        summary = reporting.host_summary(name, facts, domains)
         if unusable:
             summary['reasons'] = [unusable]
         runtime = _list(hv.get('avic_runtime_guests'), none=True)
@@ -287,7 +288,7 @@ def fleet_report(hosts):
                          'facts': dict((k, v) for k, v in facts.items() if k != 'domains')}
     rows.sort(key=lambda r: r['host'])
     return {'rows': rows, 'guests': guests, 'records': records,
-            'totals': avic_report.fleet_totals(rows)}
+            'totals': reporting.fleet_totals(rows)}
 
 
 def _dict(value):

@@ -4,7 +4,7 @@
 """Audit a QEMU command line for everything that keeps AVIC off (stdlib only).
 
 ``qemu_summary(argv)`` turns the arguments of a QEMU process (a list, or the NUL-separated text
-of ``/proc/<pid>/cmdline``) into the same guest model that avic_domain.domain_summary() builds
+of ``/proc/<pid>/cmdline``) into the same guest model that domain_rules.domain_summary() builds
 from libvirt domain XML, with QEMU's semantics mapped onto libvirt's:
 
 - ``type``: 'kvm' when the process runs under KVM (``-accel kvm``, ``-machine accel=kvm``,
@@ -27,7 +27,7 @@ from libvirt domain XML, with QEMU's semantics mapped onto libvirt's:
 - ``sev``: a ``sev-guest``/``sev-snp-guest`` object that ``-machine
   confidential-guest-support=`` (or the old ``memory-encryption=``) uses, with its policy.
 
-``audit_qemu(argv, host)`` builds that model and runs the rules of avic_domain.RULES on it, so
+``audit_qemu(argv, host)`` builds that model and runs the rules of domain_rules.RULES on it, so
 both audits share one rule set.
 """
 
@@ -38,7 +38,8 @@ __metaclass__ = type
 import json
 import os
 
-from ansible_collections.vfio.avic.plugins.module_utils import avic_domain, avic_host
+from ansible_collections.vfio.avic.plugins.module_utils.rules import domain as domain_rules
+from ansible_collections.vfio.avic.plugins.module_utils.rules import host as host_rules
 
 
 class QemuArgvError(ValueError):
@@ -194,7 +195,7 @@ def _onoff(value):
     """QEMU's on/off (also yes/no, true/false; an empty value is on), else None."""
     if str(value).strip() == '':
         return True
-    return avic_host.param_bool(value)
+    return host_rules.param_bool(value)
 
 
 def _parse_cpu(text):
@@ -301,7 +302,7 @@ def _sev(objects, cgs_ids):
 
 
 def qemu_summary(argv, what='qemu_argv'):
-    """The guest model of avic_domain.domain_summary() for a QEMU command line."""
+    """The guest model of domain_rules.domain_summary() for a QEMU command line."""
     argv = split_argv(argv, what)
     program, options = parse_options(argv)
     machine, accels, objects, globals_ = {}, [], [], []
@@ -386,10 +387,10 @@ def qemu_summary(argv, what='qemu_argv'):
         'topology': topology,
         'sev': _sev(objects, cgs),
     }
-    summary['max_apic_id'] = avic_domain.max_apic_id(summary)
+    summary['max_apic_id'] = domain_rules.max_apic_id(summary)
     return summary
 
 
 def audit_qemu(argv, host, what='qemu_argv'):
     """Findings for one QEMU command line on a host; raises QemuArgvError / HostFactsError."""
-    return avic_domain.audit_summary(qemu_summary(argv, what), host)
+    return domain_rules.audit_summary(qemu_summary(argv, what), host)

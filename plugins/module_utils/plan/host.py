@@ -19,7 +19,8 @@ __metaclass__ = type
 
 import re
 
-from ansible_collections.vfio.avic.plugins.module_utils import avic_host, avic_kernel
+from ansible_collections.vfio.avic.plugins.module_utils.rules import host as host_rules
+from ansible_collections.vfio.avic.plugins.module_utils.rules import kernel as kernel_rules
 
 MANAGED_HEADER = ('# Managed by Ansible (vfio.avic.host): kvm_amd options for AVIC.\n'
                   '# Local changes are overwritten; set avic_host_* variables instead.\n')
@@ -82,14 +83,14 @@ def preflight(facts, force_avic=False, allow_no_svm=False, allow_old_kernel=Fals
         warnings.append('force_avic=1 is set in a VM without AVIC: for testing only; unsupported, '
                         'the kernel is tainted (flag 64) and there is no real acceleration.')
     release = facts.get('kernel')
-    erratum = avic_host.erratum_1235_finding(
+    erratum = host_rules.erratum_1235_finding(
         cpu, release, (facts.get('kvm_amd') or {}).get('parameters')) if enabled else None
     if erratum and erratum['severity'] == 'warning':
         warnings.append('%s %s' % (erratum['message'], erratum['fix']))
     if release:
         try:
-            issues = avic_kernel.kernel_issues(release, facts.get('kernel_upstream'))
-        except avic_kernel.KernelReleaseError as exc:
+            issues = kernel_rules.kernel_issues(release, facts.get('kernel_upstream'))
+        except kernel_rules.KernelReleaseError as exc:
             issues = []
             warnings.append(str(exc))
         for item in issues:
@@ -136,7 +137,7 @@ def wanted_options(force_avic=False, nested=False, extra=None, avic=True):
     if force_avic:
         options.append(('force_avic', '1'))
     for name, value in sorted((extra or {}).items()):
-        key = avic_host.module_name(str(name))
+        key = host_rules.module_name(str(name))
         text = _value(value)
         if not _OPTION_NAME.match(key):
             raise PlanError('avic_host_extra_options: %r is not a kvm_amd parameter name '
@@ -173,7 +174,7 @@ def conflicts(files, managed_path, options):
     for path, text in files:
         if path == managed_path:
             continue
-        parsed = avic_host.parse_modprobe([(path, text)])
+        parsed = host_rules.parse_modprobe([(path, text)])
         if parsed['blacklisted']:
             out.append({'path': path, 'option': None, 'value': None, 'wins': True,
                         'message': '%s blacklists kvm_amd' % path})
@@ -209,8 +210,8 @@ def comment_conflicts(text, keys):
         logical = ' '.join(g.rstrip('\r\n')[:-1] if g.rstrip('\r\n').endswith('\\') else g
                            for g in group)
         words = logical.split()
-        if len(words) >= 2 and words[0] == 'options' and avic_host.module_name(words[1]) == 'kvm_amd':
-            kept = [w for w in words[2:] if avic_host.module_name(w.partition('=')[0]) not in keys]
+        if len(words) >= 2 and words[0] == 'options' and host_rules.module_name(words[1]) == 'kvm_amd':
+            kept = [w for w in words[2:] if host_rules.module_name(w.partition('=')[0]) not in keys]
             if len(kept) != len(words) - 2:
                 # every physical line of the logical one, so no continuation survives half-commented
                 out.extend('# %s  # disabled by vfio.avic.host\n' % g.rstrip('\r\n').rstrip('\\').rstrip()
@@ -857,7 +858,7 @@ def cmdline_decision(running, next_boot, args, remove_keys=(), target=None):
 
 
 def _same_value(first, second):
-    one, two = avic_host.param_bool(first), avic_host.param_bool(second)
+    one, two = host_rules.param_bool(first), host_rules.param_bool(second)
     if one is not None and two is not None:
         return one == two
     return str(first) == str(second)
@@ -873,7 +874,7 @@ def cmdline_option_conflicts(options, running=None, next_boot=None):
                         ('the next boot\'s kernel command line', next_boot)):
         if line is None:
             continue
-        found = avic_host.cmdline_module_options(split_kernel_args(line))
+        found = host_rules.cmdline_module_options(split_kernel_args(line))
         for key in sorted(found):
             if key in wanted and not _same_value(found[key], wanted[key]):
                 out.append('%s sets kvm_amd.%s=%s, which overrides the managed %s=%s of '
@@ -896,7 +897,7 @@ def activation(facts, options, cmdline_args, next_boot=None, remove_keys=(), rel
     kvm = facts.get('kvm_amd') or {}
     params = kvm.get('parameters') or {}
     wanted = dict(options)
-    differs = avic_host.pending_differences(params, wanted) if kvm.get('loaded') else {}
+    differs = host_rules.pending_differences(params, wanted) if kvm.get('loaded') else {}
     reload_needed = bool(differs) or not kvm.get('loaded')
     decision = cmdline_decision(facts.get('cmdline') or '', next_boot, cmdline_args, remove_keys, target)
     reasons = [decision['reason']] if decision['reason'] else []
@@ -950,8 +951,8 @@ def final_state(facts, options, cmdline_args, cmdline_changed=False, reloaded=Fa
         reasons.append('kvm_amd %s: configured %s, running %s' % (key, diff['configured'],
                                                                   diff['running']))
     reasons.extend(others)
-    avic_on = avic_host.param_bool(params.get('avic'))
-    avic_wanted = avic_host.param_bool(wanted.get('avic', '1')) is not False
+    avic_on = host_rules.param_bool(params.get('avic'))
+    avic_wanted = host_rules.param_bool(wanted.get('avic', '1')) is not False
     if kvm.get('loaded') and not differs and avic_on is False and avic_wanted:
         reasons.append('kvm_amd runs with avic=N although avic=1 is set: the CPU or kernel refused '
                        'it (check dmesg)')

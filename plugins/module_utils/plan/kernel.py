@@ -9,7 +9,7 @@ the pin (apt hold, apt preferences, dnf versionlock, pacman IgnorePkg, zypper lo
 proxmox-boot-tool pin), the default boot entry, the kernel the repositories offer (parsed from
 apt-cache, dnf repoquery, pacman -Si and zypper search before anything is installed), the kernel a
 package manager installed (read back afterwards), the pacman.conf IgnorePkg merge, and whether a
-wanted kernel meets the AVIC rules of avic_kernel.py. The repository queries are candidate_query()
+wanted kernel meets the AVIC rules of kernel_rules.py. The repository queries are candidate_query()
 here (run by vfio.avic.avic_kernel_select); the role's other commands are in
 roles/kernel/vars/<family>.yml.
 """
@@ -22,7 +22,7 @@ import fnmatch
 import re
 import xml.etree.ElementTree as ET
 
-from ansible_collections.vfio.avic.plugins.module_utils import avic_kernel
+from ansible_collections.vfio.avic.plugins.module_utils.rules import kernel as kernel_rules
 
 FAMILIES = ('Debian', 'RedHat', 'Archlinux', 'Suse')
 MODES = ('keep', 'latest', 'version')
@@ -77,11 +77,11 @@ def check_version_string(version):
 def validate(release, minimum='5.6', allow_old=False, refuse_known_issues=False, upstream=None):
     """Check a wanted kernel against the AVIC rules: {ok, refusals, warnings, findings}."""
     try:
-        parsed = avic_kernel.parse_release(release)
-        floor = avic_kernel.version_tuple(minimum)
-    except avic_kernel.KernelReleaseError as exc:
+        parsed = kernel_rules.parse_release(release)
+        floor = kernel_rules.version_tuple(minimum)
+    except kernel_rules.KernelReleaseError as exc:
         raise PlanError('avic_kernel_min_version or the wanted kernel: %s' % exc)
-    findings = avic_kernel.kernel_issues(release, upstream)
+    findings = kernel_rules.kernel_issues(release, upstream)
     refusals, warnings = [], []
     if parsed['version'] < floor and not allow_old:
         refusals.append('kernel %s is below the minimum %s for AVIC (%s); set '
@@ -125,8 +125,8 @@ def newest(releases):
     best, best_key = None, None
     for release in releases or []:
         try:
-            parsed = avic_kernel.parse_release(release)
-        except avic_kernel.KernelReleaseError:
+            parsed = kernel_rules.parse_release(release)
+        except kernel_rules.KernelReleaseError:
             continue
         numbers = tuple(int(n) for n in re.findall(r'\d+', parsed['suffix']))
         key = (parsed['version'], numbers)
@@ -245,7 +245,7 @@ def _candidate(release, install, version, repository=None, upstream=None):
 
 
 def _release_key(release):
-    parsed = avic_kernel.parse_release(release)
+    parsed = kernel_rules.parse_release(release)
     return parsed['version'], tuple(int(n) for n in re.findall(r'\d+', parsed['suffix']))
 
 
@@ -254,7 +254,7 @@ def _newest_first(candidates):
     for item in candidates:
         try:
             usable.append((_release_key(item['release']), item))
-        except avic_kernel.KernelReleaseError:
+        except kernel_rules.KernelReleaseError:
             continue
     usable.sort(key=lambda pair: pair[0], reverse=True)
     seen, result = set(), []

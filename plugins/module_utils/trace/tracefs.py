@@ -13,7 +13,7 @@ is recorded first by ``TraceState`` and written back in reverse order; ``TraceSe
 does that in ``close()``, which callers run in a ``finally`` block, also on signals.
 When tracefs is not mounted, it is mounted for the sample and unmounted afterwards.
 
-Nothing is written outside tracefs. Parsing and verdicts live in avic_trace.py.
+Nothing is written outside tracefs. Parsing and verdicts live in trace_verdict.py.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -26,8 +26,8 @@ import os
 import threading
 import time
 
-from ansible_collections.vfio.avic.plugins.module_utils import avic_trace
-from ansible_collections.vfio.avic.plugins.module_utils.avic_gather import Reader, _guests
+from ansible_collections.vfio.avic.plugins.module_utils.trace import verdict as trace_verdict
+from ansible_collections.vfio.avic.plugins.module_utils.gather import Reader, _guests
 
 DEFAULT_MOUNT_POINT = '/sys/kernel/tracing'
 DEBUGFS_TRACING = '/sys/kernel/debug/tracing'
@@ -236,7 +236,7 @@ def _pid_alive(pid):
 class TraceSession(object):
     """One sample of KVM tracepoints; use open(), start(), stop(), close() in a try/finally."""
 
-    def __init__(self, events=avic_trace.SAMPLED_EVENTS, tracefs=None, use_instance=True, run=None,
+    def __init__(self, events=trace_verdict.SAMPLED_EVENTS, tracefs=None, use_instance=True, run=None,
                  mounts_path='/proc/mounts', mount_point=DEFAULT_MOUNT_POINT):
         self.events = tuple(events)
         self.wanted = tracefs
@@ -515,7 +515,7 @@ def sample(duration, names=None, tracefs=None, use_instance=True, run=None, root
         'kernel': kernel,
         'duration': duration,
         'host': host_acceleration(root),
-        'tracepoints_available': dict((e, False) for e in avic_trace.SAMPLED_EVENTS),
+        'tracepoints_available': dict((e, False) for e in trace_verdict.SAMPLED_EVENTS),
         'sampled': False,
         'skipped_reason': None,
         'during': None,
@@ -523,7 +523,7 @@ def sample(duration, names=None, tracefs=None, use_instance=True, run=None, root
     }
     guests_before = running_guests(root)
     session = TraceSession(tracefs=tracefs, use_instance=use_instance, run=run, mounts_path=mounts_path)
-    agg = avic_trace.TraceAggregator()
+    agg = trace_verdict.TraceAggregator()
     started = None
     try:
         session.open()
@@ -558,13 +558,13 @@ def sample(duration, names=None, tracefs=None, use_instance=True, run=None, root
     guests = running_guests(root)
     pids = [g['pid'] for g in guests] + [g['pid'] for g in guests_before]
     owners = vm_owners(root)
-    evaluation = avic_trace.evaluate(
+    evaluation = trace_verdict.evaluate(
         agg, guests, [e for e, ok in result['tracepoints_available'].items() if ok], kernel=kernel,
         host=result['host'], threads=guest_threads(pids, root), vm_owners=owners,
         duration=result['duration'] if result['sampled'] else None, names=names)
     if not result['sampled']:
         for guest in evaluation['guests']:
-            guest['verdict'] = avic_trace.VERDICT_NO_DATA
+            guest['verdict'] = trace_verdict.VERDICT_NO_DATA
             guest['message'] = 'Not sampled: %s.' % (result['skipped_reason'] or 'interrupted')
     result.update(evaluation)
     result['vm_owners'] = owners
@@ -587,4 +587,4 @@ def _message(result, guests, names):
         tally[guest['verdict']] = tally.get(guest['verdict'], 0) + 1
     return '%d guests sampled for %g s: %s.' % (
         len(result['guests']), result['duration'],
-        ', '.join('%d %s' % (tally[v], v) for v in avic_trace.VERDICTS if v in tally))
+        ', '.join('%d %s' % (tally[v], v) for v in trace_verdict.VERDICTS if v in tally))

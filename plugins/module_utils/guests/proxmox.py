@@ -11,7 +11,7 @@ starts the guest (src/PVE/QemuServer.pm config_to_command, src/PVE/QemuServer/CP
 get_cpu_options / get_pve_cpu_flags / get_hyperv_enlightenments, src/PVE/QemuServer/Cfg2Cmd/
 Timer.pm, src/PVE/QemuServer/Helpers.pm windows_version, release 9.2.6), the user's ``args:``
 appended as qemu-server appends them; ``audit_proxmox(text, host)`` reads those arguments with
-avic_qemu into the guest model of the libvirt audit and runs the same rules on it.
+guests/qemu into the guest model of the libvirt audit and runs the same rules on it.
 
 Only the options that change the guest model are built (the CPU, its flags and Hyper-V
 enlightenments, the PIT global, ``-smp``, ``-machine`` accel/irqchip/hpet, the SEV object); the
@@ -25,7 +25,9 @@ __metaclass__ = type
 import re
 import shlex
 
-from ansible_collections.vfio.avic.plugins.module_utils import avic_domain, avic_host, avic_qemu
+from ansible_collections.vfio.avic.plugins.module_utils.rules import domain as domain_rules
+from ansible_collections.vfio.avic.plugins.module_utils.rules import host as host_rules
+from ansible_collections.vfio.avic.plugins.module_utils.guests import qemu as qemu_guest
 
 
 class ProxmoxConfigError(ValueError):
@@ -117,7 +119,7 @@ def windows_version(ostype):
 
 def _bool(value, default):
     """A Proxmox boolean (1/0, on/off, yes/no), ``default`` when unset or not a boolean."""
-    parsed = avic_host.param_bool(value) if value not in (None, '') else None
+    parsed = host_rules.param_bool(value) if value not in (None, '') else None
     return default if parsed is None else parsed
 
 
@@ -336,15 +338,15 @@ def proxmox_argv(conf, vmid=None, cpu_models=None, what='qm_conf_text', qemu=Non
 
 
 def proxmox_summary(conf_text, vmid=None, cpu_models=None, what='qm_conf_text', qemu=None):
-    """The guest model (avic_domain.domain_summary keys) of a Proxmox VE guest configuration."""
+    """The guest model (domain_rules.domain_summary keys) of a Proxmox VE guest configuration."""
     conf = conf_text if isinstance(conf_text, dict) else parse_conf(conf_text, what)
-    return avic_qemu.qemu_summary(proxmox_argv(conf, vmid, cpu_models, what, qemu), what)
+    return qemu_guest.qemu_summary(proxmox_argv(conf, vmid, cpu_models, what, qemu), what)
 
 
 def audit_proxmox(conf_text, host, vmid=None, cpu_models=None, what='qm_conf_text'):
     """Findings for one <vmid>.conf on a host; raises ProxmoxConfigError / HostFactsError."""
-    qemu = avic_domain.normalise_host(host)['qemu']
-    return avic_domain.audit_summary(proxmox_summary(conf_text, vmid, cpu_models, what, qemu), host)
+    qemu = domain_rules.normalise_host(host)['qemu']
+    return domain_rules.audit_summary(proxmox_summary(conf_text, vmid, cpu_models, what, qemu), host)
 
 
 # --- a fix through the documented interface: qm set and a custom CPU model ---
@@ -374,8 +376,8 @@ def fix_plan(conf_text, host, vmid, cpu_models=None, what='qm_conf_text'):
     """
     conf = conf_text if isinstance(conf_text, dict) else parse_conf(conf_text, what)
     models = parse_cpu_models(cpu_models) if isinstance(cpu_models, str) else dict(cpu_models or {})
-    qemu = avic_domain.normalise_host(host)['qemu']
-    findings = avic_domain.audit_summary(proxmox_summary(conf, vmid, models, what, qemu), host)
+    qemu = domain_rules.normalise_host(host)['qemu']
+    findings = domain_rules.audit_summary(proxmox_summary(conf, vmid, models, what, qemu), host)
     wanted = [f['id'] for f in findings if f['severity'] != 'info']
     flags = []
     for ident in wanted:
@@ -411,7 +413,7 @@ def fix_plan(conf_text, host, vmid, cpu_models=None, what='qm_conf_text'):
     if 'pit_reinject' in wanted:
         after['args'] = (conf.get('args', '') + ' ' + PIT_ARGS).strip()
         qm_set += ['--args', after['args']]
-    check = avic_domain.audit_summary(proxmox_summary(after, vmid, models, what, qemu), host)
+    check = domain_rules.audit_summary(proxmox_summary(after, vmid, models, what, qemu), host)
     left = [f['id'] for f in check if f['severity'] != 'info']
     return {'fixes': [i for i in wanted if i not in left], 'remaining': left, 'qm_set': qm_set,
             'cpu_model': model, 'conf': after}

@@ -14,7 +14,7 @@ __metaclass__ = type
 
 import re
 
-from ansible_collections.vfio.avic.plugins.module_utils.avic_findings import (
+from ansible_collections.vfio.avic.plugins.module_utils.findings import (
     INFO, INHIBIT, WARNING, finding)
 
 # Milestones (major, minor). Sources: torvalds/linux commits and pull requests named here.
@@ -200,7 +200,7 @@ def erratum_1235_workaround(release, vendor, family):
 
 
 def avic_auto_enables(cpu, npt=True, force_avic=False):
-    """Whether kvm_amd avic=auto (6.18+) turns AVIC on for a CPU (an avic_cpu.classify_cpu dict).
+    """Whether kvm_amd avic=auto (6.18+) turns AVIC on for a CPU (a cpu_rules.classify_cpu dict).
 
     The kernel's avic_want_avic_enabled(): x2AVIC in CPUID and Zen 4 or a later family
     (the synthetic ZEN4 flag, or family above 0x19), then nested paging on and AVIC in
@@ -251,7 +251,7 @@ def kernel_issues(release, upstream=None, cpu=None):
 
     ``upstream`` is the upstream version when the distribution tells it
     (see upstream_from_proc_version); it refines the patch-level rules.
-    ``cpu`` (an avic_cpu.classify_cpu dict, optional) lets the avic=auto
+    ``cpu`` (a cpu_rules.classify_cpu dict, optional) lets the avic=auto
     finding say what auto does on this CPU.
     Raises KernelReleaseError for a string that is not a kernel release.
     """

@@ -5,7 +5,7 @@
 
 Every value goes through ElementTree, never through string templates, so a name or path with
 XML special characters cannot inject XML. The AVIC settings are not chosen here:
-avic_domain_fix.fix_domain() applies them for the host afterwards, so new and existing guests
+domain_fix.fix_domain() applies them for the host afterwards, so new and existing guests
 follow the same rules.
 """
 

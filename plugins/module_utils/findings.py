@@ -46,7 +46,7 @@ FINDING_IDS = {
     'amd_iommu_on_noop': ('host', 'amd_iommu=on is on the command line: not an AMD IOMMU option, it does nothing'),
     'iommu_disabled': ('host', 'amd_iommu=off is on the command line: no IOMMU, so no IOMMU AVIC and no passthrough'),
     'in_container': ('host', 'running in a container: kernel state belongs to the container host'),
-    # kernel rules (avic_kernel)
+    # kernel rules (rules/kernel)
     'kernel_too_old': ('kernel', 'kernel older than 4.7: no SVM AVIC'),
     'kernel_split_irqchip_only': ('kernel', 'kernel older than 5.6: AVIC needs split irqchip'),
     'kernel_known_issue': ('kernel', 'kernel in a range with a known or reported AVIC problem'),
@@ -54,7 +54,7 @@ FINDING_IDS = {
     'kernel_no_x2avic': ('kernel', 'kernel older than 6.0: no x2AVIC, x2APIC guests lose AVIC'),
     'kernel_avic_auto': ('kernel', 'kernel 6.18 or later: avic=auto is the default'),
     'kernel_patch_unknown': ('kernel', 'distribution kernel whose upstream patch level is not known'),
-    # domain audit (avic_domain)
+    # domain audit (rules/domain)
     'domain_not_kvm': ('domain', 'the domain does not use KVM, so AVIC does not apply'),
     'cpu_mode_not_host': ('domain', 'guest CPU is not host-passthrough or host-model'),
     'x2apic_exposed': ('domain', 'x2apic is in guest CPUID where the host cannot keep full AVIC for it'),

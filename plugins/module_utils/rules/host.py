@@ -9,9 +9,9 @@ __metaclass__ = type
 
 import shlex
 
-from ansible_collections.vfio.avic.plugins.module_utils.avic_findings import (
+from ansible_collections.vfio.avic.plugins.module_utils.findings import (
     INFO, INHIBIT, WARNING, finding)
-from ansible_collections.vfio.avic.plugins.module_utils import avic_kernel
+from ansible_collections.vfio.avic.plugins.module_utils.rules import kernel as kernel_rules
 
 MODULE = 'kvm_amd'
 
@@ -187,9 +187,9 @@ def _cpu_findings(cpu, out):
 def _kernel_findings(release, upstream, out, cpu=None):
     """Append the kernel rules' findings; returns the kernel's capabilities, or None."""
     try:
-        out.extend(avic_kernel.kernel_issues(release, upstream, cpu))
-        return avic_kernel.capabilities(release)
-    except avic_kernel.KernelReleaseError as exc:
+        out.extend(kernel_rules.kernel_issues(release, upstream, cpu))
+        return kernel_rules.capabilities(release)
+    except kernel_rules.KernelReleaseError as exc:
         out.append(finding(
             'kernel_unparseable', WARNING,
             'The running kernel release is not usable: %s. No kernel rule (minimum version, split '
@@ -216,8 +216,8 @@ def erratum_1235_finding(cpu, release, params):
             '1/Zen 2 and Hygon because of erratum #1235 (known). Interrupts are still accelerated.',
             '')
     try:
-        workaround = avic_kernel.erratum_1235_workaround(release, cpu.get('vendor'), cpu.get('family'))
-    except avic_kernel.KernelReleaseError:
+        workaround = kernel_rules.erratum_1235_workaround(release, cpu.get('vendor'), cpu.get('family'))
+    except kernel_rules.KernelReleaseError:
         workaround = None
     if ipiv is None and workaround is not False:
         return None
@@ -233,7 +233,7 @@ def erratum_1235_finding(cpu, release, params):
 
 
 def _dmesg_findings(dmesg, out):
-    """Findings from the kernel log lines avic_gather.parse_dmesg() recognised."""
+    """Findings from the kernel log lines gather_facts.parse_dmesg() recognised."""
     if not dmesg:
         return
     if dmesg.get('avic_snp_hvinusewr'):
