@@ -49,6 +49,9 @@ description:
     caller (the C(vfio.avic.host) role runs it as a handler); RV(refresh) says what to run.
 author:
   - vfio.avic maintainers (@vfio-avic)
+extends_documentation_fragment:
+  - vfio.avic.root
+  - vfio.avic.backup
 options:
   args:
     description:
@@ -77,17 +80,6 @@ options:
     type: str
     choices: [auto, grub, kernel_cmdline, grubby]
     default: auto
-  backup:
-    description:
-      - Back up the file before changing it.
-    type: bool
-    default: true
-  root:
-    description:
-      - Directory the host's file system is mounted below (tests, images); C(/) for the host itself.
-        C(grubby) is only run when this is C(/).
-    type: path
-    default: /
 attributes:
   check_mode:
     support: full
@@ -96,6 +88,7 @@ attributes:
     support: full
     description: Shows the file before and after.
 notes:
+  - With O(root) other than C(/), C(grubby) is not run; the files below O(root) are edited.
   - Supports check mode and diff mode.
 seealso:
   - module: vfio.avic.avic_modprobe

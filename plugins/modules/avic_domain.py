@@ -28,7 +28,12 @@ description:
     to C(host-passthrough), which TCG cannot run.
 author:
   - vfio.avic maintainers (@vfio-avic)
+extends_documentation_fragment:
+  - vfio.avic.root
+  - vfio.avic.libvirt_uri
 options:
+  libvirt_uri:
+    aliases: [uri]
   name:
     description: The libvirt domain.
     type: str
@@ -38,10 +43,6 @@ options:
     type: str
     choices: [audited, fixed]
     default: audited
-  uri:
-    description: Libvirt connection URI.
-    type: str
-    default: qemu:///system
   xml:
     description: Definition for a domain that does not exist yet (it is never used to overwrite one).
     type: str
@@ -129,12 +130,6 @@ options:
     description: Seconds to wait for a graceful shutdown (at least 1).
     type: int
     default: 180
-  root:
-    description:
-      - Directory to read this host's CPU, kernel and C(kvm_amd) state below instead of C(/), as
-        C(vfio.avic.avic_facts) does (a recorded fixture tree). C(virsh) still talks to O(uri).
-    type: path
-    default: /
 attributes:
   check_mode:
     support: full
@@ -143,6 +138,7 @@ attributes:
     support: full
     description: The persistent XML before and after.
 notes:
+  - O(root) is where this host's CPU, kernel and C(kvm_amd) state are read, as M(vfio.avic.avic_facts) does (a recorded fixture tree); C(virsh) still talks to O(libvirt_uri).
   - Needs C(virsh) (libvirt-clients) on the host.
   - Every option is checked before C(virsh) is looked for or libvirt is asked anything, so a bad value
     is reported as such, also where libvirt is not reachable.
@@ -256,12 +252,12 @@ class Virsh(object):
                                  '(Debian/Ubuntu) or libvirt-client (Fedora/RHEL, Arch, openSUSE)')
 
     def run(self, *args, **kw):
-        rc, out, err = self.module.run_command([self.bin, '-c', self.module.params['uri']] + list(args))
+        rc, out, err = self.module.run_command([self.bin, '-c', self.module.params['libvirt_uri']] + list(args))
         if rc != 0 and not kw.get('ok_fail'):
             text = ' '.join((err or out).split())
             if 'failed to connect' in text.lower():
                 self.module.fail_json(msg='libvirt is not reachable at %s: %s (is libvirtd running?)'
-                                          % (self.module.params['uri'], text), **kw.get('result', {}))
+                                          % (self.module.params['libvirt_uri'], text), **kw.get('result', {}))
             self.module.fail_json(msg='virsh %s failed: %s' % (' '.join(args), text), **kw.get('result', {}))
         return rc, out, err
 
@@ -415,7 +411,7 @@ def run(module):
             virsh.run('dominfo', '--domain', name)
         if not params['xml']:
             module.fail_json(msg='domain %r is not defined at %s (virsh dominfo: %s); give its name as '
-                                 '"virsh list --all" shows it' % (name, params['uri'], ' '.join(err.split())))
+                                 '"virsh list --all" shows it' % (name, params['libvirt_uri'], ' '.join(err.split())))
         before_xml = params['xml']
         new = True
     else:
@@ -487,7 +483,7 @@ def main():
     spec = dict(
         name=dict(type='str', required=True),
         state=dict(type='str', default='audited', choices=['audited', 'fixed']),
-        uri=dict(type='str', default='qemu:///system'),
+        libvirt_uri=dict(type='str', default='qemu:///system', aliases=['uri']),
         xml=dict(type='str'),
         backup_dir=dict(type='path', default='/var/lib/vfio-avic/backups'),
         nested=dict(type='bool', default=False),

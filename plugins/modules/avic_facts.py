@@ -27,6 +27,9 @@ description:
     C(proxmox-boot-tool status) on Proxmox VE hosts).
 author:
   - vfio.avic maintainers (@vfio-avic)
+extends_documentation_fragment:
+  - vfio.avic.root
+  - vfio.avic.libvirt_uri
 options:
   gather_dmesg:
     description:
@@ -47,18 +50,6 @@ options:
         in the same call, for auditing with the C(vfio.avic.domain_avic_issues) filter.
     type: bool
     default: false
-  libvirt_uri:
-    description:
-      - Libvirt connection URI used with O(gather_domains).
-    type: str
-    default: qemu:///system
-  root:
-    description:
-      - Directory to read the host below instead of C(/), for a mounted system
-        image or a recorded fixture tree. Commands are run only when this is C(/).
-    type: path
-    default: /
-extends_documentation_fragment: []
 attributes:
   check_mode:
     support: full
@@ -67,6 +58,8 @@ attributes:
     support: none
     description: Changes nothing, so there is no diff.
 notes:
+  - With O(root) other than C(/), no command is run; only files below O(root) are read.
+  - O(libvirt_uri) is used with O(gather_domains).
   - Supports check mode.
   - Inside a container the kernel and C(kvm_amd) belong to the container host;
     the C(in_container) finding says so.

@@ -21,6 +21,9 @@ description:
   - Only files change; loading the options is the job of a module reload or a reboot.
 author:
   - vfio.avic maintainers (@vfio-avic)
+extends_documentation_fragment:
+  - vfio.avic.root
+  - vfio.avic.backup
 options:
   path:
     description:
@@ -57,16 +60,6 @@ options:
       - Comment out conflicting C(kvm_amd) option lines in other files (each file is backed up).
     type: bool
     default: false
-  backup:
-    description:
-      - Back up a file before changing it (the backup name is returned).
-    type: bool
-    default: true
-  root:
-    description:
-      - Directory the host's file system is mounted below (tests, images); C(/) for the host itself.
-    type: path
-    default: /
 attributes:
   check_mode:
     support: full

@@ -35,6 +35,8 @@ description:
     reports what could be said instead.
 author:
   - vfio.avic maintainers (@vfio-avic)
+extends_documentation_fragment:
+  - vfio.avic.libvirt_uri
 options:
   duration:
     description:
@@ -86,11 +88,6 @@ options:
       - The libvirt domain to restart with O(restart_to_capture). It must be running; only
         together with O(restart_to_capture) and O(restart).
     type: str
-  libvirt_uri:
-    description:
-      - Libvirt connection URI used to restart O(domain).
-    type: str
-    default: qemu:///system
   restart_timeout:
     description:
       - Seconds to wait for the guest to shut down gracefully. The guest is never forced off;
@@ -105,6 +102,7 @@ attributes:
     support: none
     description: Changes no file.
 notes:
+  - O(libvirt_uri) is used to restart O(domain).
   - Needs root (tracefs and the /proc file descriptors of QEMU).
   - Interrupts that the IOMMU posts straight into a running vCPU (IOMMU AVIC) bypass KVM and
     leave no trace; a guest that only gets those reads C(no_data) or few events.
