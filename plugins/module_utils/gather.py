@@ -24,10 +24,9 @@ from ansible_collections.vfio.avic.plugins.module_utils.plan import host as host
 from ansible_collections.vfio.avic.plugins.module_utils.rules import kernel as kernel_rules
 from ansible_collections.vfio.avic.plugins.module_utils.guests import proxmox as proxmox_guest
 from ansible_collections.vfio.avic.plugins.module_utils.guests import qemu as qemu_guest
+from ansible_collections.vfio.avic.plugins.module_utils.hostfs import HostFiles
 
 FACTS_SCHEMA = 1
-
-BIN_DIRS = ('usr/sbin', 'usr/bin', 'sbin', 'bin', 'usr/local/sbin', 'usr/local/bin')
 
 # Kernel log lines about AVIC, from the format strings in arch/x86/kvm/svm/avic.c and
 # drivers/iommu/amd/init.c. The prefix is "SVM: " before 6.3 and "kvm_amd: " from 6.3
@@ -62,39 +61,6 @@ PVE_QEMU_DIR = '/etc/pve/qemu-server'
 PVE_CPU_MODELS = '/etc/pve/virtual-guest/cpu-models.conf'
 
 
-class Reader(object):
-    """Read files below a root directory, tolerating absence and permissions."""
-
-    def __init__(self, root='/'):
-        self.root = root or '/'
-
-    def path(self, rel):
-        return os.path.join(self.root, rel.lstrip('/'))
-
-    def text(self, rel, default=None):
-        try:
-            with open(self.path(rel), 'rb') as handle:
-                return handle.read().decode('utf-8', 'replace')
-        except (IOError, OSError):
-            return default
-
-    def exists(self, rel):
-        return os.path.exists(self.path(rel))
-
-    def listdir(self, rel):
-        try:
-            return sorted(os.listdir(self.path(rel)))
-        except (IOError, OSError):
-            return []
-
-    def which(self, name):
-        for directory in BIN_DIRS:
-            candidate = '/%s/%s' % (directory, name)
-            if os.path.isfile(self.path(candidate)):
-                return candidate
-        return None
-
-
 OS_FAMILIES = (
     ('Debian', ('debian', 'ubuntu', 'linuxmint', 'pop', 'raspbian', 'devuan', 'proxmox')),
     ('RedHat', ('fedora', 'rhel', 'centos', 'rocky', 'almalinux', 'ol', 'nobara')),
@@ -106,7 +72,7 @@ OS_FAMILIES = (
 def _os_release(reader):
     """ID, ID_LIKE, VERSION_ID of /etc/os-release, the Ansible-style family, and Proxmox VE."""
     values = {}
-    for line in (reader.text('/etc/os-release') or reader.text('/usr/lib/os-release') or '').splitlines():
+    for line in (reader.read('/etc/os-release') or reader.read('/usr/lib/os-release') or '').splitlines():
         key, sep, value = line.partition('=')
         if sep:
             values[key.strip()] = value.strip().strip('"\'')
@@ -123,12 +89,12 @@ def _os_release(reader):
 
 
 def _kernel(reader):
-    release = (reader.text('/proc/sys/kernel/osrelease') or '').strip()
+    release = (reader.read('/proc/sys/kernel/osrelease') or '').strip()
     if not release and reader.root == '/':
         release = os.uname()[2]
     upstream = None
     for rel in ('/proc/version_signature', '/proc/version'):
-        upstream = kernel_rules.upstream_from_proc_version(reader.text(rel))
+        upstream = kernel_rules.upstream_from_proc_version(reader.read(rel))
         if upstream:
             break
     parsed = None
@@ -148,7 +114,7 @@ def _module_params(reader, module):
     loaded = reader.exists(base)
     params = {}
     for name in reader.listdir(base + '/parameters'):
-        value = reader.text('%s/parameters/%s' % (base, name))
+        value = reader.read('%s/parameters/%s' % (base, name))
         if value is not None:
             params[name] = value.strip()
     return {'loaded': loaded, 'parameters': params}
@@ -157,9 +123,9 @@ def _module_params(reader, module):
 def _modprobe(reader):
     by_dir = {}
     for directory in host_rules.MODPROBE_DIRS:
-        by_dir[directory] = reader.listdir(directory)
+        by_dir[directory] = reader.listdir(directory, files_only=True)
     paths = host_rules.modprobe_file_order(by_dir)
-    files = [(path, reader.text(path, '')) for path in paths]
+    files = [(path, reader.read(path, '')) for path in paths]
     result = host_rules.parse_modprobe(files)
     result['read'] = paths
     return result
@@ -225,13 +191,13 @@ def _boot_cmdline(reader, run=None):
     value, sources = None, []
     if target == 'grub':
         def read(path):
-            text = reader.text(path)
+            text = reader.read(path)
             if text is not None:
                 sources.append(path)
             return text
         value = host_plan.grub_next_boot(read, reader.listdir)
     elif target == 'kernel_cmdline':
-        text = reader.text(host_plan.KERNEL_CMDLINE_FILE)
+        text = reader.read(host_plan.KERNEL_CMDLINE_FILE)
         if text is not None:
             value = ' '.join(host_plan.split_kernel_args(text))
             sources.append(host_plan.KERNEL_CMDLINE_FILE)
@@ -240,7 +206,7 @@ def _boot_cmdline(reader, run=None):
 
 def _kernel_packages(reader):
     """Installed linux-image packages from the dpkg database: [{package, release, held}]."""
-    text = reader.text('/var/lib/dpkg/status')
+    text = reader.read('/var/lib/dpkg/status')
     if text is None:
         return None
     out = []
@@ -265,11 +231,11 @@ def _initramfs(reader):
         tool = 'dracut'
     else:
         tool = 'unknown'
-    texts = [reader.text('/etc/initramfs-tools/modules', ''), reader.text('/etc/mkinitcpio.conf', '')]
+    texts = [reader.read('/etc/initramfs-tools/modules', ''), reader.read('/etc/mkinitcpio.conf', '')]
     for name in reader.listdir('/etc/dracut.conf.d'):
-        texts.append(reader.text('/etc/dracut.conf.d/' + name, ''))
+        texts.append(reader.read('/etc/dracut.conf.d/' + name, ''))
     for name in reader.listdir('/etc/mkinitcpio.conf.d'):
-        texts.append(reader.text('/etc/mkinitcpio.conf.d/' + name, ''))
+        texts.append(reader.read('/etc/mkinitcpio.conf.d/' + name, ''))
     listed = any(re.search(r'(?m)^[^#\n]*\bkvm[-_]amd\b', t or '') for t in texts)
     command = {'initramfs-tools': 'update-initramfs', 'mkinitcpio': 'mkinitcpio',
                'dracut': 'dracut'}.get(tool)
@@ -299,7 +265,7 @@ def _guests(reader):
     for entry in reader.listdir('/proc'):
         if not entry.isdigit():
             continue
-        raw = reader.text('/proc/%s/cmdline' % entry)
+        raw = reader.read('/proc/%s/cmdline' % entry)
         if not raw:
             continue
         argv = [a for a in raw.split('\0') if a]
@@ -328,13 +294,13 @@ def _proxmox_guests(reader, running):
     guest model of their configuration as qemu-server would start them ('_summary')."""
     if not reader.exists(PVE_QEMU_DIR):
         return None
-    models = reader.text(PVE_CPU_MODELS)
+    models = reader.read(PVE_CPU_MODELS)
     guests = []
     for entry in reader.listdir(PVE_QEMU_DIR):
         vmid = entry[:-len('.conf')] if entry.endswith('.conf') else ''
         if not vmid.isdigit():
             continue
-        text = reader.text('%s/%s' % (PVE_QEMU_DIR, entry))
+        text = reader.read('%s/%s' % (PVE_QEMU_DIR, entry))
         summary, error, name = None, None, None
         try:
             conf = proxmox_guest.parse_conf(text, '%s/%s' % (PVE_QEMU_DIR, entry))
@@ -365,10 +331,10 @@ def _container(reader):
         return 'podman'
     if reader.exists('/.dockerenv'):
         return 'docker'
-    marker = (reader.text('/run/systemd/container') or '').strip()
+    marker = (reader.read('/run/systemd/container') or '').strip()
     if marker:
         return marker
-    environ = reader.text('/proc/1/environ') or ''
+    environ = reader.read('/proc/1/environ') or ''
     for item in environ.split('\0'):
         if item.startswith('container='):
             return item.split('=', 1)[1] or 'container'
@@ -435,13 +401,13 @@ def _dmesg(run):
 def gather(root='/', run=None, dmesg=True, guests=True, domains=False,
            libvirt_uri='qemu:///system'):
     """All facts as one JSON-ready dict (the ``vfio_avic`` fact)."""
-    reader = Reader(root)
+    reader = HostFiles(root=root)
     release, upstream, version = _kernel(reader)
-    cpu = cpu_rules.classify_cpu(reader.text('/proc/cpuinfo', ''), release if version else None)
+    cpu = cpu_rules.classify_cpu(reader.read('/proc/cpuinfo', ''), release if version else None)
     kvm_amd = _module_params(reader, 'kvm_amd')
     kvm_intel = _module_params(reader, 'kvm_intel')
     modprobe = _modprobe(reader)
-    cmdline = (reader.text('/proc/cmdline') or '').strip()
+    cmdline = (reader.read('/proc/cmdline') or '').strip()
     args = host_rules.parse_cmdline(cmdline)
     cmdline_options = host_rules.cmdline_module_options(args)
     configured = dict(modprobe['options'])
@@ -482,7 +448,7 @@ def gather(root='/', run=None, dmesg=True, guests=True, domains=False,
     }
     if domains:
         facts['domains'], facts['domains_error'] = _domains(reader, run, libvirt_uri)
-    taint = (reader.text('/proc/sys/kernel/tainted') or '').strip()
+    taint = (reader.read('/proc/sys/kernel/tainted') or '').strip()
     facts['tainted'] = int(taint) if taint.isdigit() else None
     findings = host_rules.host_findings(facts)
     facts['findings'] = findings

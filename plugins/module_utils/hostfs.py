@@ -20,11 +20,19 @@ import shutil
 import tempfile
 import time
 
+# where which() looks, in this order
+BIN_DIRS = ('usr/sbin', 'usr/bin', 'sbin', 'bin', 'usr/local/sbin', 'usr/local/bin')
+
 
 class HostFiles(object):
-    """Text files of a host mounted at ``root`` ('/' for the host itself)."""
+    """The one reader and writer of a host's files, mounted at ``root`` ('/' for the host itself).
 
-    def __init__(self, module, root='/'):
+    Reads tolerate absence and permissions (``None`` or ``default``); writes are atomic, make a
+    backup first when the module's ``backup`` option says so, and need an AnsibleModule (for
+    check mode, the diff and a clean failure that names the file).
+    """
+
+    def __init__(self, module=None, root='/'):
         self.module = module
         self.root = os.path.abspath(root or '/')
         self.backups = []
@@ -33,24 +41,33 @@ class HostFiles(object):
         """The path on this machine for the host path ``path``."""
         return os.path.join(self.root, path.lstrip('/')) if self.root != '/' else path
 
-    def read(self, path):
-        """Text of ``path`` or None when it does not exist."""
+    def read(self, path, default=None):
+        """Text of ``path``, or ``default`` when it does not exist or cannot be read."""
         try:
             with open(self.real(path), 'rb') as handle:
                 return handle.read().decode('utf-8', 'replace')
         except (IOError, OSError):
-            return None
+            return default
 
     def exists(self, path):
         return os.path.exists(self.real(path))
 
-    def listdir(self, directory):
-        """Names of the regular files in ``directory`` (empty when it does not exist)."""
+    def listdir(self, directory, files_only=False):
+        """Sorted names in ``directory`` (only regular files with ``files_only``); empty when absent."""
         real = self.real(directory)
         try:
-            return sorted(n for n in os.listdir(real) if os.path.isfile(os.path.join(real, n)))
+            names = sorted(os.listdir(real))
         except (IOError, OSError):
             return []
+        return [n for n in names if os.path.isfile(os.path.join(real, n))] if files_only else names
+
+    def which(self, name):
+        """The host path of the program ``name`` in the usual bin directories, or None."""
+        for directory in BIN_DIRS:
+            candidate = '/%s/%s' % (directory, name)
+            if os.path.isfile(self.real(candidate)):
+                return candidate
+        return None
 
     def write(self, path, content, changes, mode=0o644, note=None):
         """Make ``path`` hold ``content``; record the change in ``changes``. True when it differs.

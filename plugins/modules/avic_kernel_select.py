@@ -177,7 +177,8 @@ import re
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vfio.avic.plugins.module_utils.plan import kernel as kernel_plan
-from ansible_collections.vfio.avic.plugins.module_utils.gather import Reader, _boot_loader, _os_release
+from ansible_collections.vfio.avic.plugins.module_utils.gather import _boot_loader, _os_release
+from ansible_collections.vfio.avic.plugins.module_utils.hostfs import HostFiles
 
 
 def debian_kernels(module, flavour):
@@ -236,7 +237,7 @@ def arch_kernels(reader):
     """The kernel packages installed on Arch, from /usr/lib/modules/<release>/pkgbase."""
     names = []
     for release in reader.listdir('/usr/lib/modules'):
-        text = reader.text('/usr/lib/modules/%s/pkgbase' % release)
+        text = reader.read('/usr/lib/modules/%s/pkgbase' % release)
         if text and text.strip():
             names.append(text.strip())
     return names
@@ -244,7 +245,7 @@ def arch_kernels(reader):
 
 def run(module):
     params = module.params
-    reader = Reader('/')
+    reader = HostFiles()
     osr = _os_release(reader)
     running, machine = os.uname()[2], os.uname()[4]
     if not osr['family']:
@@ -264,9 +265,9 @@ def run(module):
             query, candidates = repo_kernels(module, dist, params['mode'], machine)
             available = [item['release'] for item in candidates]
         os_name = kernel_plan.grub_os_name(
-            dist, kernel_plan.os_release_values(reader.text('/etc/os-release') or
-                                                reader.text('/usr/lib/os-release')),
-            kernel_plan.grub_distributor(reader.text('/etc/default/grub')))
+            dist, kernel_plan.os_release_values(reader.read('/etc/os-release') or
+                                                reader.read('/usr/lib/os-release')),
+            kernel_plan.grub_distributor(reader.read('/etc/default/grub')))
         plan = kernel_plan.plan(
             osr['family'], params['mode'], running, osr['id'], osr['proxmox'], params['version'],
             available, flavour, params['minimum'], params['allow_old'], params['refuse_known_issues'],

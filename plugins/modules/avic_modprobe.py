@@ -148,7 +148,7 @@ def run(module):
     files.write(params['path'], host_plan.modprobe_text(options), changes)
 
     def ordered():
-        by_dir = dict((d, files.listdir(d)) for d in host_rules.MODPROBE_DIRS)
+        by_dir = dict((d, files.listdir(d, files_only=True)) for d in host_rules.MODPROBE_DIRS)
         name = os.path.basename(path)
         if name not in by_dir[host_rules.MODPROBE_DIRS[0]]:
             by_dir[host_rules.MODPROBE_DIRS[0]] = by_dir[host_rules.MODPROBE_DIRS[0]] + [name]

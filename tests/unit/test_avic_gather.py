@@ -9,6 +9,7 @@ import shutil
 
 import pytest
 
+from ansible_collections.vfio.avic.plugins.module_utils.hostfs import HostFiles
 from ansible_collections.vfio.avic.plugins.module_utils import gather as gather_facts
 
 from conftest import FIXTURES, write_host_tree
@@ -222,7 +223,7 @@ def proxmox_tree(host_tree):
 
 def test_proxmox_esp_modes_decide_the_target(host_tree):
     root = proxmox_tree(host_tree)
-    reader = gather_facts.Reader(root)
+    reader = HostFiles(root=root)
     calls = []
 
     def runner(mode, rc=0):

@@ -5,6 +5,7 @@ __metaclass__ = type
 
 import pytest
 
+from ansible_collections.vfio.avic.plugins.module_utils.hostfs import HostFiles
 from ansible_collections.vfio.avic.plugins.module_utils import gather as gather_facts
 from ansible_collections.vfio.avic.plugins.module_utils.plan import host as plan
 
@@ -356,10 +357,10 @@ def test_grub_sources_and_next_boot_read_the_drop_ins(tmp_path):
         '/etc/default/grub': 'GRUB_CMDLINE_LINUX_DEFAULT="quiet amd_iommu=on iommu=pt"\n',
         '/etc/default/grub.d/50-cloudimg-settings.cfg': 'GRUB_CMDLINE_LINUX_DEFAULT="console=ttyS0"\n',
         '/etc/default/grub.d/README': 'GRUB_CMDLINE_LINUX_DEFAULT="ignored"\n'})
-    reader = gather_facts.Reader(root)
-    sources = plan.grub_sources(reader.text, reader.listdir)
+    reader = HostFiles(root=root)
+    sources = plan.grub_sources(reader.read, reader.listdir)
     assert [p for p, _t in sources] == ['/etc/default/grub', '/etc/default/grub.d/50-cloudimg-settings.cfg']
-    assert plan.grub_next_boot(reader.text, reader.listdir) == 'console=ttyS0'
+    assert plan.grub_next_boot(reader.read, reader.listdir) == 'console=ttyS0'
 
 
 # --- boot target ---
@@ -555,10 +556,10 @@ def test_cmdline_needed_on_proxmox_only_without_the_esp_modes(tmp_path):
 
     def status(mode):
         return lambda argv: (0, '6E4D-1A2B is configured with: %s (versions: 6.8.12-4-pve)\n' % mode, '')
-    uefi = dict(facts, boot_cmdline=gather_facts._boot_cmdline(gather_facts.Reader(root), status('uefi')))
+    uefi = dict(facts, boot_cmdline=gather_facts._boot_cmdline(HostFiles(root=root), status('uefi')))
     assert host_filters.avic_host_cmdline_needed(uefi, ARGS) is False
     # the ESPs boot GRUB, whose line lacks them
-    grub = dict(facts, boot_cmdline=gather_facts._boot_cmdline(gather_facts.Reader(root), status('grub')))
+    grub = dict(facts, boot_cmdline=gather_facts._boot_cmdline(HostFiles(root=root), status('grub')))
     assert grub['boot_cmdline']['target'] == 'grub'
     assert host_filters.avic_host_cmdline_needed(grub, ARGS) is True
     assert host_filters.avic_host_cmdline_needed(uefi, ARGS, [], 'grub') is True

@@ -20,6 +20,7 @@ import pytest
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.vfio.avic.plugins.module_utils.hostfs import HostFiles
 from ansible_collections.vfio.avic.plugins.filter.avic_qemu import qemu_avic_issues
 from ansible_collections.vfio.avic.plugins.module_utils.rules import domain as domain_rules
 from ansible_collections.vfio.avic.plugins.module_utils import gather as gather_facts
@@ -270,7 +271,7 @@ def test_a_running_qemu_process_is_audited_by_avic_facts():
         for _attempt in range(50):
             if proc.poll() is not None:
                 pytest.fail('QEMU exited with %s: %s' % (proc.returncode, proc.stderr.read().decode()))
-            guests = gather_facts._guests(gather_facts.Reader('/'))
+            guests = gather_facts._guests(HostFiles(root='/'))
             guest = next((g for g in guests if g['pid'] == proc.pid), None)
             if guest is not None:
                 break

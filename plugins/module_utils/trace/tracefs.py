@@ -27,7 +27,8 @@ import threading
 import time
 
 from ansible_collections.vfio.avic.plugins.module_utils.trace import verdict as trace_verdict
-from ansible_collections.vfio.avic.plugins.module_utils.gather import Reader, _guests
+from ansible_collections.vfio.avic.plugins.module_utils.gather import _guests
+from ansible_collections.vfio.avic.plugins.module_utils.hostfs import HostFiles
 
 DEFAULT_MOUNT_POINT = '/sys/kernel/tracing'
 DEBUGFS_TRACING = '/sys/kernel/debug/tracing'
@@ -45,12 +46,12 @@ class TracefsError(Exception):
 # --- processes ---------------------------------------------------------------------------
 def running_guests(root='/'):
     """Running QEMU processes: [{pid, name, kvm}], as avic_facts lists them."""
-    return _guests(Reader(root))
+    return _guests(HostFiles(root=root))
 
 
 def guest_threads(pids, root='/'):
     """{tid: pid} for every thread of the given processes."""
-    reader = Reader(root)
+    reader = HostFiles(root=root)
     threads = {}
     for pid in pids:
         for tid in reader.listdir('/proc/%d/task' % pid):
@@ -62,13 +63,13 @@ def guest_threads(pids, root='/'):
 
 def vm_owners(root='/'):
     """Pids holding a KVM VM file descriptor (anon_inode:kvm-vm), or None when unreadable."""
-    reader = Reader(root)
+    reader = HostFiles(root=root)
     owners = []
     readable = False
     for entry in reader.listdir('/proc'):
         if not entry.isdigit():
             continue
-        fd_dir = reader.path('/proc/%s/fd' % entry)
+        fd_dir = reader.real('/proc/%s/fd' % entry)
         try:
             fds = os.listdir(fd_dir)
         except OSError:
@@ -87,10 +88,10 @@ def vm_owners(root='/'):
 
 def host_acceleration(root='/'):
     """Which KVM vendor module runs and whether its APIC virtualisation is on."""
-    reader = Reader(root)
+    reader = HostFiles(root=root)
 
     def param(module, name):
-        value = reader.text('/sys/module/%s/parameters/%s' % (module, name))
+        value = reader.read('/sys/module/%s/parameters/%s' % (module, name))
         if value is None:
             return None
         return value.strip().upper() in ('Y', '1')
@@ -510,7 +511,7 @@ def sample(duration, names=None, tracefs=None, use_instance=True, run=None, root
     caller was told to stop (signals). The tracing state is restored in every case; the
     returned dict says so in ``state_restored``.
     """
-    kernel = os.uname()[2] if root == '/' else (Reader(root).text('/proc/sys/kernel/osrelease') or '').strip()
+    kernel = os.uname()[2] if root == '/' else (HostFiles(root=root).read('/proc/sys/kernel/osrelease') or '').strip()
     result = {
         'kernel': kernel,
         'duration': duration,
