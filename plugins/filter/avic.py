@@ -13,6 +13,8 @@ from ansible_collections.vfio.avic.plugins.module_utils.rules import cpu as cpu_
 from ansible_collections.vfio.avic.plugins.module_utils.rules import domain as domain_rules
 from ansible_collections.vfio.avic.plugins.module_utils.rules import kernel as kernel_rules
 from ansible_collections.vfio.avic.plugins.module_utils.findings import worst_severity
+from ansible_collections.vfio.avic.plugins.module_utils.libvirt import domain_xml as libvirt_domain
+from ansible_collections.vfio.avic.plugins.module_utils.rules import domain_host
 
 
 def cpu_avic_support(cpuinfo_text):
@@ -55,8 +57,8 @@ def kernel_at_least(kernel_release, minimum):
 def domain_avic_issues(domain_xml, host, name=None):
     """Findings for a libvirt domain XML on ``host`` (the vfio_avic fact works as it is)."""
     try:
-        return domain_rules.audit_domain(domain_xml, host, name)
-    except (domain_rules.DomainXMLError, domain_rules.HostFactsError) as exc:
+        return libvirt_domain.audit_domain(domain_xml, host, name)
+    except (libvirt_domain.DomainXMLError, domain_host.HostFactsError) as exc:
         raise AnsibleFilterError('vfio.avic.domain_avic_issues: %s' % exc)
 
 

@@ -10,16 +10,17 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.vfio.avic.plugins.module_utils.rules import domain as domain_rules
+
 from ansible_collections.vfio.avic.plugins.module_utils.guests import proxmox as proxmox_guest
 from ansible_collections.vfio.avic.plugins.module_utils.guests import qemu as qemu_guest
+from ansible_collections.vfio.avic.plugins.module_utils.rules import domain_host
 
 
 def qemu_avic_issues(qemu_argv, host):
     """Findings for a QEMU command line (list of arguments, or /proc/<pid>/cmdline text)."""
     try:
         return qemu_guest.audit_qemu(qemu_argv, host)
-    except (qemu_guest.QemuArgvError, domain_rules.HostFactsError) as exc:
+    except (qemu_guest.QemuArgvError, domain_host.HostFactsError) as exc:
         raise AnsibleFilterError('vfio.avic.qemu_avic_issues: %s' % exc)
 
 
@@ -28,7 +29,7 @@ def proxmox_avic_issues(qm_conf_text, host, vmid=None, cpu_models=None):
     try:
         return proxmox_guest.audit_proxmox(qm_conf_text, host, vmid, cpu_models)
     except (proxmox_guest.ProxmoxConfigError, qemu_guest.QemuArgvError,
-            domain_rules.HostFactsError) as exc:
+            domain_host.HostFactsError) as exc:
         raise AnsibleFilterError('vfio.avic.proxmox_avic_issues: %s' % exc)
 
 

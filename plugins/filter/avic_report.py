@@ -9,16 +9,17 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.vfio.avic.plugins.module_utils.rules import domain as domain_rules
+
 from ansible_collections.vfio.avic.plugins.plugin_utils import fleet
 from ansible_collections.vfio.avic.plugins.plugin_utils import report as reporting
+from ansible_collections.vfio.avic.plugins.module_utils.rules import domain_host
 
 
 def avic_audit_domains(domains, host):
     """Audit every domain of avic_facts' ``domains`` list against ``host``."""
     try:
         return fleet.audit_domains(domains, host)
-    except domain_rules.HostFactsError as exc:
+    except domain_host.HostFactsError as exc:
         raise AnsibleFilterError('vfio.avic.avic_audit_domains: %s' % exc)
     except ValueError as exc:
         raise AnsibleFilterError('vfio.avic.avic_audit_domains %s' % exc)

@@ -25,6 +25,7 @@ from ansible_collections.vfio.avic.plugins.module_utils.rules import kernel as k
 from ansible_collections.vfio.avic.plugins.module_utils.guests import proxmox as proxmox_guest
 from ansible_collections.vfio.avic.plugins.module_utils.guests import qemu as qemu_guest
 from ansible_collections.vfio.avic.plugins.module_utils.hostfs import HostFiles
+from ansible_collections.vfio.avic.plugins.module_utils.rules import domain_host
 
 FACTS_SCHEMA = 1
 
@@ -322,7 +323,7 @@ def _audit_guests(entries, facts):
             continue
         try:
             entry['findings'] = domain_rules.audit_summary(summary, facts)
-        except domain_rules.HostFactsError as exc:
+        except domain_host.HostFactsError as exc:
             entry['error'] = 'not audited: the host facts are not usable (%s)' % exc
 
 

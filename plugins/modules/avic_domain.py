@@ -232,9 +232,11 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vfio.avic.plugins.module_utils.rules import domain as domain_rules
+
 from ansible_collections.vfio.avic.plugins.module_utils.libvirt import domain_fix
 from ansible_collections.vfio.avic.plugins.module_utils import gather as gather_facts
+from ansible_collections.vfio.avic.plugins.module_utils.libvirt import domain_xml as libvirt_domain
+from ansible_collections.vfio.avic.plugins.module_utils.rules import domain_host
 
 FIX_OPTIONS = ('x2apic', 'svm', 'pit', 'hyperv', 'vapic', 'hypervclock', 'invtsc', 'ioapic', 'cpu_mode')
 # virsh domstate words of a domain whose QEMU process runs its live definition
@@ -282,8 +284,8 @@ def live_differs(virsh, host, name, persistent_findings):
     """True when the running guest still has findings its persistent definition no longer has."""
     _rc, live_xml, _err = virsh.run('dumpxml', '--domain', name)
     try:
-        live = domain_rules.audit_domain(live_xml, host, name)
-    except domain_rules.DomainXMLError:
+        live = libvirt_domain.audit_domain(live_xml, host, name)
+    except libvirt_domain.DomainXMLError:
         return False
     return bool(set(f['id'] for f in live) - set(f['id'] for f in persistent_findings))
 
@@ -381,8 +383,8 @@ def validate(module):
         module.fail_json(msg='root %r is not a directory: leave root unset for this host' % params['root'])
     if params['xml'] is not None:
         try:
-            root = domain_rules.parse_domain(params['xml'], name)
-        except domain_rules.DomainXMLError as exc:
+            root = libvirt_domain.parse_domain(params['xml'], name)
+        except libvirt_domain.DomainXMLError as exc:
             module.fail_json(msg='xml: %s' % exc)
         if root.findtext('name') != name:
             module.fail_json(msg='xml: the <name> in the XML is %r, not %r' % (root.findtext('name'), name))
@@ -421,7 +423,7 @@ def run(module):
         new = False
     try:
         fixed = domain_fix.fix_domain(before_xml, host, options, caps, name)
-    except (domain_fix.FixOptionError, domain_rules.DomainXMLError, domain_rules.HostFactsError) as exc:
+    except (domain_fix.FixOptionError, libvirt_domain.DomainXMLError, domain_host.HostFactsError) as exc:
         # HvAvicUnsupported (an explicit hyperv: avic this host cannot use) is a FixOptionError
         module.fail_json(msg=str(exc), **result)
     result['findings_before'] = fixed['findings_before']
@@ -476,7 +478,7 @@ def define(module, virsh, name, host, before_xml, fixed, new, result):
     finally:
         os.unlink(path)
     _rc, after_xml, _err = virsh.run('dumpxml', '--inactive', '--domain', name, result=result)
-    result['findings_after'] = domain_rules.audit_domain(after_xml, host, name)
+    result['findings_after'] = libvirt_domain.audit_domain(after_xml, host, name)
 
 
 def main():

@@ -19,6 +19,8 @@ import copy
 
 from ansible_collections.vfio.avic.plugins.module_utils.rules import domain as domain_rules
 from ansible_collections.vfio.avic.plugins.plugin_utils import report as reporting
+from ansible_collections.vfio.avic.plugins.module_utils.libvirt import domain_xml as libvirt_domain
+from ansible_collections.vfio.avic.plugins.module_utils.rules import domain_host
 
 GUEST_STATES = ('ready', 'restart_required', 'inhibited', 'not_applicable', 'error')
 RUNTIME_VERDICTS = ('avic_active', 'avic_inhibited', 'no_data')
@@ -152,7 +154,7 @@ def _check_domains(domains):
 def audit_domains(domains, facts):
     """Audit avic_facts' ``domains`` list against the host; unreadable XML becomes an error entry.
 
-    Raises domain_rules.HostFactsError when ``facts`` is not a usable host description.
+    Raises domain_host.HostFactsError when ``facts`` is not a usable host description.
     """
     _check_domains(domains)
     results = []
@@ -162,8 +164,8 @@ def audit_domains(domains, facts):
                                                    dom.get('error') or 'no XML'))
             continue
         try:
-            findings = domain_rules.audit_domain(dom['xml'], facts, dom['name'])
-        except domain_rules.DomainXMLError as exc:
+            findings = libvirt_domain.audit_domain(dom['xml'], facts, dom['name'])
+        except libvirt_domain.DomainXMLError as exc:
             results.append(reporting.domain_result(dom['name'], [], dom.get('active'), str(exc)))
             continue
         results.append(reporting.domain_result(dom['name'], findings, dom.get('active')))
@@ -238,7 +240,7 @@ def _audit_host_domains(facts):
     of every host; reason is None otherwise."""
     try:
         return running_guests(audit_domains(facts.get('domains'), facts), facts), None
-    except domain_rules.HostFactsError as exc:
+    except domain_host.HostFactsError as exc:
         reason = 'guests not audited: the host facts are not usable (%s)' % exc
         return [reporting.domain_result(
             dom['name'], [], dom.get('active'),

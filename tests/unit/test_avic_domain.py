@@ -7,6 +7,9 @@ import pytest
 
 from ansible_collections.vfio.avic.plugins.module_utils.rules import cpu as cpu_rules
 from ansible_collections.vfio.avic.plugins.module_utils.rules import domain as domain_rules
+from ansible_collections.vfio.avic.plugins.module_utils.libvirt import domain_xml as libvirt_domain
+from ansible_collections.vfio.avic.plugins.module_utils.rules import domain_host
+from ansible_collections.vfio.avic.plugins.module_utils.rules import topology as apic_topology
 
 ZEN3_61 = {'kernel': '6.1.0-26-amd64', 'avic': True, 'x2avic': False}
 ZEN4_68 = {'kernel': '6.8.0-45-generic', 'avic': True, 'x2avic': True}
@@ -49,7 +52,7 @@ EXPECTED = {
 
 
 def audit_ids(xml, host):
-    return sorted(f['id'] for f in domain_rules.audit_domain(xml, host))
+    return sorted(f['id'] for f in libvirt_domain.audit_domain(xml, host))
 
 
 @pytest.mark.parametrize('name', sorted(EXPECTED))
@@ -60,7 +63,7 @@ def test_fixture_findings(domain_xml, name):
 
 
 def _severity(xml, host, id_):
-    return [f['severity'] for f in domain_rules.audit_domain(xml, host) if f['id'] == id_]
+    return [f['severity'] for f in libvirt_domain.audit_domain(xml, host) if f['id'] == id_]
 
 
 def test_x2apic_is_inhibit_before_6_0_and_warning_after(domain_xml):
@@ -108,13 +111,13 @@ def test_vapic_is_info_where_avic_is_off(domain_xml):
 def test_seed_guest_has_every_classic_inhibitor(domain_xml):
     found = set(audit_ids(domain_xml('seed_windows_before.xml'), ZEN3_61))
     assert {'hyperv_synic', 'hyperv_stimer', 'hyperv_vapic', 'pit_reinject'} <= found
-    assert domain_rules.verdict(domain_rules.audit_domain(domain_xml('seed_windows_before.xml'),
-                                                          ZEN3_61)) == 'inhibited'
+    assert domain_rules.verdict(libvirt_domain.audit_domain(domain_xml('seed_windows_before.xml'),
+                                                            ZEN3_61)) == 'inhibited'
 
 
 def test_every_finding_names_its_source_and_fix(domain_xml):
     for name in EXPECTED:
-        for item in domain_rules.audit_domain(domain_xml(name), ZEN3_61):
+        for item in libvirt_domain.audit_domain(domain_xml(name), ZEN3_61):
             assert set(item) == {'id', 'severity', 'message', 'fix'}
             assert any(word in item['message'] for word in ('known', 'reported', 'not confirmed',
                                                             'only applies', 'may lack'))
@@ -129,18 +132,18 @@ def test_facts_dict_is_accepted_as_host(domain_xml):
 
 
 def test_malformed_xml_names_the_domain_and_the_parse_error(domain_xml):
-    with pytest.raises(domain_rules.DomainXMLError) as err:
-        domain_rules.audit_domain(domain_xml('malformed.xml'), ZEN3_61, name='win10')
+    with pytest.raises(libvirt_domain.DomainXMLError) as err:
+        libvirt_domain.audit_domain(domain_xml('malformed.xml'), ZEN3_61, name='win10')
     assert "'win10'" in str(err.value) and 'not well-formed' in str(err.value)
-    with pytest.raises(domain_rules.DomainXMLError) as err:
-        domain_rules.audit_domain('<domain type="kvm"><name>x', ZEN3_61)
+    with pytest.raises(libvirt_domain.DomainXMLError) as err:
+        libvirt_domain.audit_domain('<domain type="kvm"><name>x', ZEN3_61)
     assert 'starting \'<domain type="kvm"><name>x\'' in str(err.value)
 
 
 @pytest.mark.parametrize('bad', ['', '   ', '<network/>', None])
 def test_not_a_domain(bad):
-    with pytest.raises(domain_rules.DomainXMLError):
-        domain_rules.audit_domain(bad, ZEN3_61)
+    with pytest.raises(libvirt_domain.DomainXMLError):
+        libvirt_domain.audit_domain(bad, ZEN3_61)
 
 
 @pytest.mark.parametrize('host,words', [
@@ -149,13 +152,13 @@ def test_not_a_domain(bad):
     ({'kernel': 'nonsense', 'avic': True, 'x2avic': True}, "'nonsense'"),
 ])
 def test_bad_host(domain_xml, host, words):
-    with pytest.raises(domain_rules.HostFactsError) as err:
-        domain_rules.audit_domain(domain_xml('clean_linux.xml'), host)
+    with pytest.raises(domain_host.HostFactsError) as err:
+        libvirt_domain.audit_domain(domain_xml('clean_linux.xml'), host)
     assert words in str(err.value)
 
 
 def _message(xml, host, id_):
-    return [f['message'] for f in domain_rules.audit_domain(xml, host) if f['id'] == id_]
+    return [f['message'] for f in libvirt_domain.audit_domain(xml, host) if f['id'] == id_]
 
 
 @pytest.mark.parametrize('name', ['sev_guest_plain.xml', 'sev_es_guest.xml', 'sev_snp_guest.xml'])
@@ -176,12 +179,12 @@ def test_sev_policy_is_read_as_hex(domain_xml, policy, kind):
 
 
 def test_sev_policy_parser():
-    assert domain_rules.parse_sev_policy('0x0007') == 7
-    assert domain_rules.parse_sev_policy('0007') == 7
-    assert domain_rules.parse_sev_policy('0x00030000') == 0x30000
-    assert domain_rules.parse_sev_policy('0010') == 0x10, 'hex, not decimal 10'
-    assert domain_rules.parse_sev_policy('') == 0
-    assert domain_rules.parse_sev_policy('zz') is None
+    assert libvirt_domain.parse_sev_policy('0x0007') == 7
+    assert libvirt_domain.parse_sev_policy('0007') == 7
+    assert libvirt_domain.parse_sev_policy('0x00030000') == 0x30000
+    assert libvirt_domain.parse_sev_policy('0010') == 0x10, 'hex, not decimal 10'
+    assert libvirt_domain.parse_sev_policy('') == 0
+    assert libvirt_domain.parse_sev_policy('zz') is None
 
 
 def test_named_models_and_qemu64_carry_no_svm_under_kvm(domain_xml):
@@ -216,7 +219,7 @@ def test_hyperv_passthrough_with_avic_on_is_no_inhibit_from_5_15(domain_xml):
     xml = domain_xml('hyperv_passthrough_hv_avic.xml')
     for h in (host('5.15.0'), ZEN3_61, ZEN4_68):
         assert _severity(xml, h, 'hyperv_passthrough') == ['info']
-        assert domain_rules.verdict(domain_rules.audit_domain(xml, h)) == 'ready'
+        assert domain_rules.verdict(libvirt_domain.audit_domain(xml, h)) == 'ready'
     assert _severity(xml, host('5.14.0'), 'hyperv_passthrough') == ['inhibit']
     assert 'SynIC' in _message(domain_xml('hyperv_passthrough.xml'), host('5.15.0'), 'hyperv_passthrough')[0]
 
@@ -283,11 +286,11 @@ def test_x2apic_by_kernel(domain_xml, kernel, x2avic, severity):
 
 
 def test_apic_ids_come_from_the_topology():
-    assert domain_rules.topology_max_apic_id(sockets=3, cores=72) == 327
-    assert domain_rules.topology_max_apic_id(sockets=1, cores=144, threads=2) == 287
-    assert domain_rules.topology_max_apic_id(sockets=5, cores=64, threads=2) == 639
-    assert domain_rules.topology_max_apic_id(sockets=2, dies=2, cores=6, threads=2) == 0b1_1_101_1
-    assert domain_rules.topology_max_apic_id() == 0
+    assert apic_topology.topology_max_apic_id(sockets=3, cores=72) == 327
+    assert apic_topology.topology_max_apic_id(sockets=1, cores=144, threads=2) == 287
+    assert apic_topology.topology_max_apic_id(sockets=5, cores=64, threads=2) == 639
+    assert apic_topology.topology_max_apic_id(sockets=2, dies=2, cores=6, threads=2) == 0b1_1_101_1
+    assert apic_topology.topology_max_apic_id() == 0
 
 
 @pytest.mark.parametrize('kernel, x2avic, severity, words', [
@@ -297,7 +300,7 @@ def test_apic_ids_come_from_the_topology():
 ])
 def test_three_sockets_of_72_cores_reach_apic_id_327(domain_xml, kernel, x2avic, severity, words):
     xml = domain_xml('topology_3_sockets.xml')
-    found = domain_rules.audit_domain(xml, host(kernel, x2avic=x2avic))
+    found = libvirt_domain.audit_domain(xml, host(kernel, x2avic=x2avic))
     assert 'x2apic_exposed' not in [f['id'] for f in found], 'x2apic must stay for IDs above 254'
     assert [f['severity'] for f in found if f['id'] == 'too_many_vcpus'] == ([severity] if severity else [])
     if severity:
@@ -333,7 +336,7 @@ def test_cpu_mode_and_hybrid_x2apic_messages_say_how_sure_they_are(domain_xml):
 def test_more_than_255_vcpus_report_too_many_vcpus_not_x2apic(domain_xml):
     xml = domain_xml('too_many_vcpus.xml')
     for host in (ZEN3_61, {'kernel': '5.15.0-91-generic', 'avic': True, 'x2avic': True}):
-        found = domain_rules.audit_domain(xml, host)
+        found = libvirt_domain.audit_domain(xml, host)
         assert 'x2apic_exposed' not in [f['id'] for f in found]
         assert [f['severity'] for f in found if f['id'] == 'too_many_vcpus'] == ['inhibit']
     assert 'x2apic must stay' in _message(xml, ZEN3_61, 'too_many_vcpus')[0]
@@ -345,12 +348,12 @@ def test_non_amd_host_gets_only_not_amd(domain_xml, cpuinfo, cpuinfo_name, vendo
     assert cpu['vendor'] == vendor
     host = {'kernel': '6.1.0-26-amd64', 'avic': False, 'x2avic': False, 'cpu': cpu}
     for name in ('seed_windows_before.xml', 'x2apic_exposed.xml', 'sev_snp_guest.xml', 'clean_linux.xml'):
-        found = domain_rules.audit_domain(domain_xml(name), host)
+        found = libvirt_domain.audit_domain(domain_xml(name), host)
         assert [(f['id'], f['severity']) for f in found] == [('not_amd', 'info')], name
     message = found[0]['message']
     assert 'do not apply' in message and 'APICv' in message and 'GenuineIntel' in message
-    with pytest.raises(domain_rules.DomainXMLError):
-        domain_rules.audit_domain(domain_xml('malformed.xml'), host)
+    with pytest.raises(libvirt_domain.DomainXMLError):
+        libvirt_domain.audit_domain(domain_xml('malformed.xml'), host)
 
 
 def test_vendor_decides_only_when_the_facts_know_it(domain_xml, cpuinfo):

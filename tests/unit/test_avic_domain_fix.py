@@ -12,8 +12,9 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from ansible_collections.vfio.avic.plugins.module_utils.rules import cpu as cpu_rules
-from ansible_collections.vfio.avic.plugins.module_utils.rules import domain as domain_rules
+
 from ansible_collections.vfio.avic.plugins.module_utils.libvirt import domain_fix as fix
+from ansible_collections.vfio.avic.plugins.module_utils.libvirt import domain_xml as libvirt_domain
 
 from conftest import REPO
 
@@ -119,7 +120,7 @@ def test_clean_domains_are_left_byte_for_byte():
 
 
 def test_bad_input_is_named():
-    with pytest.raises(domain_rules.DomainXMLError, match='not well-formed'):
+    with pytest.raises(libvirt_domain.DomainXMLError, match='not well-formed'):
         fix.fix_domain(read('malformed.xml'), ZEN2_61, name='bad')
     with pytest.raises(fix.FixOptionError, match='hyperv must be one of'):
         fix.fix_domain(read('clean_linux.xml'), ZEN2_61, {'hyperv': 'sometimes'})

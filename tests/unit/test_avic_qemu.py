@@ -25,6 +25,7 @@ from ansible_collections.vfio.avic.plugins.filter.avic_qemu import qemu_avic_iss
 from ansible_collections.vfio.avic.plugins.module_utils.rules import domain as domain_rules
 from ansible_collections.vfio.avic.plugins.module_utils import gather as gather_facts
 from ansible_collections.vfio.avic.plugins.module_utils.guests import qemu as qemu_guest
+from ansible_collections.vfio.avic.plugins.module_utils.libvirt import domain_xml as libvirt_domain
 
 from conftest import REPO
 
@@ -131,9 +132,9 @@ def test_libvirt_command_line_and_its_xml_give_the_same_findings():
     with open(os.path.join(FIXTURES, 'qemu', 'libvirt-hyperv.xml')) as handle:
         xml = handle.read()
     for host in HOSTS:
-        assert ids(qemu_guest.audit_qemu(argv, host)) == ids(domain_rules.audit_domain(xml, host))
+        assert ids(qemu_guest.audit_qemu(argv, host)) == ids(libvirt_domain.audit_domain(xml, host))
     model = qemu_guest.qemu_summary(argv)
-    assert model['hyperv'] == domain_rules.domain_summary(domain_rules.parse_domain(xml))['hyperv']
+    assert model['hyperv'] == libvirt_domain.domain_summary(libvirt_domain.parse_domain(xml))['hyperv']
 
 
 @pytest.mark.parametrize('spelling', [
@@ -236,7 +237,7 @@ def test_libvirt_command_lines_give_the_xml_findings(libvirt_argv):
         with open(os.path.join(FIXTURES, 'domains', name)) as handle:
             xml = handle.read()
         for host in HOSTS:
-            assert ids(qemu_guest.audit_qemu(argv, host)) == ids(domain_rules.audit_domain(xml, host)), \
+            assert ids(qemu_guest.audit_qemu(argv, host)) == ids(libvirt_domain.audit_domain(xml, host)), \
                 (name, host['kernel'])
         compared += 1
     assert compared >= 15, sorted(libvirt_argv)

@@ -101,14 +101,14 @@ LAB_FIXTURES = ('seed_windows_before.xml', 'pit_missing.xml', 'clean_linux.xml')
 
 @pytest.mark.parametrize('fixture', LAB_FIXTURES)
 def test_a_lab_domain_audits_as_its_fixture(fixture):
-    from ansible_collections.vfio.avic.plugins.module_utils.rules import domain as domain_rules
+    from ansible_collections.vfio.avic.plugins.module_utils.libvirt import domain_xml as libvirt_domain  # pylint: disable=import-outside-toplevel
     import lab_domain  # pylint: disable=import-outside-toplevel,import-error
     with open(os.path.join(REPO, 'tests', 'fixtures', 'domains', fixture)) as handle:
         text = handle.read()
     lab = lab_domain.lab_domain(text, 'lab-x')
     host = {'kernel': '6.1', 'avic': True, 'x2avic': False}
-    ids = sorted(f['id'] for f in domain_rules.audit_domain(text, host))
-    lab_ids = sorted(f['id'] for f in domain_rules.audit_domain(lab, host))
+    ids = sorted(f['id'] for f in libvirt_domain.audit_domain(text, host))
+    lab_ids = sorted(f['id'] for f in libvirt_domain.audit_domain(lab, host))
     # one vCPU instead of many changes nothing the audit reads but the vCPU count
     assert lab_ids == [i for i in ids if i != 'too_many_vcpus']
     root = ET.fromstring(lab)

@@ -28,6 +28,7 @@ import shlex
 from ansible_collections.vfio.avic.plugins.module_utils.rules import domain as domain_rules
 from ansible_collections.vfio.avic.plugins.module_utils.rules import host as host_rules
 from ansible_collections.vfio.avic.plugins.module_utils.guests import qemu as qemu_guest
+from ansible_collections.vfio.avic.plugins.module_utils.rules import domain_host
 
 
 class ProxmoxConfigError(ValueError):
@@ -338,14 +339,14 @@ def proxmox_argv(conf, vmid=None, cpu_models=None, what='qm_conf_text', qemu=Non
 
 
 def proxmox_summary(conf_text, vmid=None, cpu_models=None, what='qm_conf_text', qemu=None):
-    """The guest model (domain_rules.domain_summary keys) of a Proxmox VE guest configuration."""
+    """The guest model (the keys of libvirt/domain_xml.py domain_summary()) of a Proxmox VE guest configuration."""
     conf = conf_text if isinstance(conf_text, dict) else parse_conf(conf_text, what)
     return qemu_guest.qemu_summary(proxmox_argv(conf, vmid, cpu_models, what, qemu), what)
 
 
 def audit_proxmox(conf_text, host, vmid=None, cpu_models=None, what='qm_conf_text'):
     """Findings for one <vmid>.conf on a host; raises ProxmoxConfigError / HostFactsError."""
-    qemu = domain_rules.normalise_host(host)['qemu']
+    qemu = domain_host.normalise_host(host)['qemu']
     return domain_rules.audit_summary(proxmox_summary(conf_text, vmid, cpu_models, what, qemu), host)
 
 
@@ -376,7 +377,7 @@ def fix_plan(conf_text, host, vmid, cpu_models=None, what='qm_conf_text'):
     """
     conf = conf_text if isinstance(conf_text, dict) else parse_conf(conf_text, what)
     models = parse_cpu_models(cpu_models) if isinstance(cpu_models, str) else dict(cpu_models or {})
-    qemu = domain_rules.normalise_host(host)['qemu']
+    qemu = domain_host.normalise_host(host)['qemu']
     findings = domain_rules.audit_summary(proxmox_summary(conf, vmid, models, what, qemu), host)
     wanted = [f['id'] for f in findings if f['severity'] != 'info']
     flags = []

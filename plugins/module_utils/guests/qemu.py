@@ -4,7 +4,7 @@
 """Audit a QEMU command line for everything that keeps AVIC off (stdlib only).
 
 ``qemu_summary(argv)`` turns the arguments of a QEMU process (a list, or the NUL-separated text
-of ``/proc/<pid>/cmdline``) into the same guest model that domain_rules.domain_summary() builds
+of ``/proc/<pid>/cmdline``) into the same guest model that libvirt/domain_xml.py domain_summary() builds
 from libvirt domain XML, with QEMU's semantics mapped onto libvirt's:
 
 - ``type``: 'kvm' when the process runs under KVM (``-accel kvm``, ``-machine accel=kvm``,
@@ -40,6 +40,7 @@ import os
 
 from ansible_collections.vfio.avic.plugins.module_utils.rules import domain as domain_rules
 from ansible_collections.vfio.avic.plugins.module_utils.rules import host as host_rules
+from ansible_collections.vfio.avic.plugins.module_utils.rules import topology as apic_topology
 
 
 class QemuArgvError(ValueError):
@@ -302,7 +303,7 @@ def _sev(objects, cgs_ids):
 
 
 def qemu_summary(argv, what='qemu_argv'):
-    """The guest model of domain_rules.domain_summary() for a QEMU command line."""
+    """The guest model of libvirt/domain_xml.py domain_summary() for a QEMU command line."""
     argv = split_argv(argv, what)
     program, options = parse_options(argv)
     machine, accels, objects, globals_ = {}, [], [], []
@@ -387,7 +388,7 @@ def qemu_summary(argv, what='qemu_argv'):
         'topology': topology,
         'sev': _sev(objects, cgs),
     }
-    summary['max_apic_id'] = domain_rules.max_apic_id(summary)
+    summary['max_apic_id'] = apic_topology.max_apic_id(summary)
     return summary
 
 

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Bring a libvirt domain XML to AVIC-friendly settings (stdlib only).
 
-fix_domain() audits the XML with domain_rules.audit_domain() and repairs what each finding
+fix_domain() audits the XML with libvirt_domain.audit_domain() and repairs what each finding
 names, as the options choose; everything else of the document (devices, metadata, the
 qemu:commandline and other namespaces, comments, element and attribute order) is kept.
 What cannot be fixed in the XML (too many vCPUs, SEV guests, a non-KVM domain) stays in
@@ -24,6 +24,9 @@ import xml.etree.ElementTree as ET
 from ansible_collections.vfio.avic.plugins.module_utils.rules import domain as domain_rules
 from ansible_collections.vfio.avic.plugins.module_utils.rules import kernel as kernel_rules
 from ansible_collections.vfio.avic.plugins.module_utils.findings import INFO, INHIBIT, WARNING
+from ansible_collections.vfio.avic.plugins.module_utils.libvirt import domain_xml as libvirt_domain
+from ansible_collections.vfio.avic.plugins.module_utils.rules import domain_host
+from ansible_collections.vfio.avic.plugins.module_utils.rules import topology as apic_topology
 
 CHOICES = {
     'x2apic': ('auto', 'disable', 'keep'),
@@ -126,10 +129,10 @@ def _parse(xml_text, name):
     try:
         root = ET.fromstring(xml_text, parser=parser)
     except ET.ParseError as exc:
-        raise domain_rules.DomainXMLError('domain %r is not well-formed XML: %s' % (name, exc))
+        raise libvirt_domain.DomainXMLError('domain %r is not well-formed XML: %s' % (name, exc))
     if root.tag != 'domain':
-        raise domain_rules.DomainXMLError('domain %r is not a libvirt domain: root element is <%s>'
-                                          % (name, root.tag))
+        raise libvirt_domain.DomainXMLError('domain %r is not a libvirt domain: root element is <%s>'
+                                            % (name, root.tag))
     return root
 
 
@@ -342,7 +345,7 @@ def audit_host(host, caps):
 def fix_domain(xml_text, host, options=None, caps=None, name=None):
     """Return {xml, changed, changes, notes, findings_before, findings_after}.
 
-    ``host`` is what domain_rules.audit_domain() takes (the vfio_avic fact); ``caps`` says
+    ``host`` is what libvirt_domain.audit_domain() takes (the vfio_avic fact); ``caps`` says
     what this libvirt/QEMU can do: hv_avic_caps() of this host's ``virsh version``, or
     {'hv_avic': bool, 'hv_avic_reason': str} (an absent hv_avic means not checked). ``options`` are
     CHOICES keys; ``nested: true`` keeps svm. A fix can reveal another finding (a guest
@@ -351,14 +354,14 @@ def fix_domain(xml_text, host, options=None, caps=None, name=None):
 
     Raises HvAvicUnsupported when ``hyperv: avic`` is asked for a guest with SynIC and
     ``caps`` say (hv_avic: false) this host cannot use it, FixOptionError for bad options,
-    domain_rules.DomainXMLError / HostFactsError for bad input.
+    libvirt_domain.DomainXMLError / HostFactsError for bad input.
     """
     options = dict(options or {})
     nested = bool(options.pop('nested', False))
     opts = check_options(options)
     host = audit_host(host, caps)
-    before = domain_rules.audit_domain(xml_text, host, name)
-    norm = domain_rules.normalise_host(host)
+    before = libvirt_domain.audit_domain(xml_text, host, name)
+    norm = domain_host.normalise_host(host)
     if not norm['amd']:
         return {'xml': xml_text, 'changed': False, 'changes': [],
                 'notes': ['the host CPU is not AMD/Hygon: AVIC does not apply, the domain is left '
@@ -374,7 +377,7 @@ def fix_domain(xml_text, host, options=None, caps=None, name=None):
             break
         changes.extend(step_changes)
         current = _serialise(root)
-        findings = domain_rules.audit_domain(current, host, name)
+        findings = libvirt_domain.audit_domain(current, host, name)
     return {'xml': current, 'changed': bool(changes), 'changes': changes, 'notes': notes,
             'findings_before': before, 'findings_after': findings}
 
@@ -396,9 +399,9 @@ def _apply(root, findings, host, opts, caps, nested, changes, notes):
         else:
             notes.append("cpu_mode: kept, the domain is type=%r, not 'kvm': QEMU TCG cannot run the "
                          'host CPU model (host-passthrough/host-model)' % root.get('type'))
-    summary = domain_rules.domain_summary(root)
+    summary = libvirt_domain.domain_summary(root)
     top = summary['max_apic_id']
-    if top > domain_rules.AVIC_MAX_APIC_ID and opts['x2apic'] in ('auto', 'disable') \
+    if top > apic_topology.AVIC_MAX_APIC_ID and opts['x2apic'] in ('auto', 'disable') \
             and root.find("cpu/feature[@name='x2apic']") is None:
         if opts['x2apic'] == 'disable' or 'too_many_vcpus' in ids:
             notes.append('x2apic: kept, the guest has %d vCPUs with APIC IDs up to %d and an xAPIC '

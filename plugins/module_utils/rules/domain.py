@@ -1,9 +1,11 @@
 # -*- coding: utf-8 -*-
 # Copyright: contributors to the vfio.avic collection
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Audit a libvirt domain XML for everything that keeps AVIC off (stdlib only).
+"""The guest rules: everything that keeps AVIC off for a guest, run once on the guest model (stdlib only).
 
-``audit_domain(xml, host)`` returns findings; ``host`` needs ``kernel`` (release
+``audit_summary(summary, host)`` returns findings for a guest model (libvirt/domain_xml.py builds
+it from domain XML, guests/qemu.py from a QEMU command line, guests/proxmox.py from a Proxmox VE
+config); ``host`` needs ``kernel`` (release
 string) and the booleans ``avic`` (AVIC on for the host's kvm_amd) and
 ``x2avic`` (the CPU has x2AVIC). The ``vfio_avic`` fact of avic_facts is such a
 dict. Optional ``nested`` (kvm_amd nested parameter, bool) refines svm,
@@ -19,23 +21,16 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import xml.etree.ElementTree as ET
-
 from ansible_collections.vfio.avic.plugins.module_utils.findings import (
     INFO, INHIBIT, WARNING, finding)
 from ansible_collections.vfio.avic.plugins.module_utils.rules import kernel as kernel_rules
+from ansible_collections.vfio.avic.plugins.module_utils.rules.domain_host import normalise_host
+from ansible_collections.vfio.avic.plugins.module_utils.rules.topology import (
+    AVIC_MAX_APIC_ID, X2AVIC_EXT_MAX_APIC_ID, X2AVIC_MAX_APIC_ID)
 
 XAPIC_MAX_VCPUS = 255
-# Highest guest APIC ID the AVIC physical ID table can hold (arch/x86/kvm/svm/avic.c and
-# arch/x86/include/asm/svm.h): xAPIC AVIC 0xFE (0xFF is broadcast), x2AVIC 0x1FF, and with
-# X2AVIC_EXT ("KVM: SVM: Add AVIC support for 4k vCPUs in x2AVIC mode", 6.19) 0xFFF. KVM
-# compares the vCPU id, which QEMU sets to the vCPU's APIC ID.
-AVIC_MAX_APIC_ID = 0xFE
-X2AVIC_MAX_APIC_ID = 0x1FF
-X2AVIC_EXT_MAX_APIC_ID = 0xFFF
 SEV_ES_POLICY_BIT = 0x4
 SEV_TYPES = ('sev', 'sev-snp')
-AMD_VENDORS = ('amd', 'hygon')
 HOST_CPU_MODES = ('host-passthrough', 'host-model', 'maximum')
 DISABLED_POLICIES = ('disable', 'forbid')
 REQUIRED_POLICIES = ('require', 'force')
@@ -43,213 +38,6 @@ REQUIRED_POLICIES = ('require', 'force')
 # has it
 EXPOSING_POLICIES = REQUIRED_POLICIES + ('optional',)
 QEMU_HV_AVIC = (6, 2)  # QEMU's hv-avic ("i386: Implement pseudo 'hv-avic' ('hv-apicv') enlightenment")
-
-
-class DomainXMLError(ValueError):
-    """Domain XML that cannot be parsed or is not a libvirt domain."""
-
-
-class HostFactsError(ValueError):
-    """A host description that the audit cannot use."""
-
-
-def _label(text, name=None):
-    if name:
-        return 'domain %r' % (name,)
-    snippet = ' '.join(str(text)[:60].split())
-    return 'domain XML starting %r' % (snippet,)
-
-
-def parse_domain(xml_text, name=None):
-    """Parse domain XML text into an Element; raises DomainXMLError naming the domain."""
-    if isinstance(xml_text, ET.Element):
-        return xml_text
-    if isinstance(xml_text, bytes):
-        xml_text = xml_text.decode('utf-8', 'replace')
-    if not isinstance(xml_text, str) or not xml_text.strip():
-        raise DomainXMLError('%s is empty or not text' % _label(xml_text or '', name))
-    try:
-        root = ET.fromstring(xml_text)
-    except ET.ParseError as exc:
-        raise DomainXMLError('%s is not well-formed XML: %s' % (_label(xml_text, name), exc))
-    if root.tag != 'domain':
-        raise DomainXMLError('%s is not a libvirt domain: root element is <%s>'
-                             % (_label(xml_text, name), root.tag))
-    return root
-
-
-def _bool(value):
-    if isinstance(value, bool):
-        return value
-    if value is None:
-        return False
-    return str(value).strip().lower() in ('y', 'yes', '1', 'true', 'on')
-
-
-def normalise_host(host):
-    """Check and normalise the host description; raises HostFactsError."""
-    if not isinstance(host, dict):
-        raise HostFactsError('host must be a dict with kernel, avic and x2avic (the vfio_avic fact '
-                             'of vfio.avic.avic_facts is one), got %s' % type(host).__name__)
-    missing = [k for k in ('kernel', 'avic', 'x2avic') if k not in host]
-    if missing:
-        raise HostFactsError('host is missing %s: pass the vfio_avic fact of vfio.avic.avic_facts, '
-                             'or a dict like {kernel: "6.8.0-45-generic", avic: true, x2avic: false}'
-                             % ', '.join(missing))
-    try:
-        kernel = kernel_rules.parse_release(host['kernel'])
-    except kernel_rules.KernelReleaseError as exc:
-        raise HostFactsError('host kernel: %s' % exc)
-    nested = host.get('nested')
-    if nested is None and isinstance(host.get('kvm_amd'), dict):
-        nested = (host['kvm_amd'].get('parameters') or {}).get('nested')
-    vendor, vendor_id = host_vendor(host)
-    invtsc = host.get('invtsc')
-    if invtsc is None and isinstance(host.get('cpu'), dict):
-        invtsc = host['cpu'].get('invtsc')
-    x2avic_ext = host.get('x2avic_ext')
-    if x2avic_ext is None and isinstance(host.get('dmesg'), dict):
-        # "x2AVIC enabled (max N vCPUs)" (6.19+): N is 4096 with X2AVIC_EXT, 512 without
-        max_vcpus = host['dmesg'].get('x2avic_max_vcpus')
-        if isinstance(max_vcpus, int):
-            x2avic_ext = max_vcpus > X2AVIC_MAX_APIC_ID + 1
-    return {
-        'vendor': vendor,
-        'vendor_id': vendor_id,
-        'amd': vendor is None or vendor in AMD_VENDORS,
-        'kernel': kernel,
-        'caps': kernel_rules.capabilities(kernel),
-        'avic': _bool(host['avic']),
-        'x2avic': _bool(host['x2avic']),
-        'nested': None if nested is None else _bool(nested),
-        'invtsc': None if invtsc is None else _bool(invtsc),
-        'x2avic_ext': None if x2avic_ext is None else _bool(x2avic_ext),
-        'qemu': _qemu_version(host.get('qemu')),
-    }
-
-
-def _qemu_version(value):
-    """(major, minor) of a QEMU version given as '7.2.0', (7, 2, 0) or similar; None when unknown."""
-    if isinstance(value, (tuple, list)) and len(value) >= 2:
-        try:
-            return int(value[0]), int(value[1])
-        except (TypeError, ValueError):
-            return None
-    if isinstance(value, str):
-        parts = value.strip().split('.')
-        if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
-            return int(parts[0]), int(parts[1])
-    return None
-
-
-def _bits(count):
-    """Bits QEMU gives a topology level of ``count`` members (apicid_bitwidth_for_count)."""
-    count = max(int(count), 1)
-    return (count - 1).bit_length()
-
-
-def topology_max_apic_id(sockets=1, dies=1, clusters=1, cores=1, threads=1):
-    """The highest APIC ID QEMU gives a guest of this topology: each level gets a power-of-two
-    field (include/hw/i386/topology.h), so 3 sockets of 72 cores reach 2 * 128 + 71 = 327."""
-    widths = [_bits(threads), _bits(cores), _bits(clusters), _bits(dies)]
-    last = [threads - 1, cores - 1, clusters - 1, dies - 1, sockets - 1]
-    apic_id, shift = 0, 0
-    for index, value in enumerate(last):
-        apic_id |= value << shift
-        if index < len(widths):
-            shift += widths[index]
-    return apic_id
-
-
-def max_apic_id(summary):
-    """The highest APIC ID of a domain summary: from <cpu><topology> when present, else
-    vCPUs - 1 (QEMU's default topologies number the vCPUs 0..N-1)."""
-    topology = summary.get('topology')
-    if topology:
-        return topology_max_apic_id(**topology)
-    return max(summary['vcpus'], 1) - 1
-
-
-def host_vendor(host):
-    """(vendor, vendor_id) of the host's CPU from the vfio_avic fact, or (None, None) when the host
-    dict does not say (a plain {kernel, avic, x2avic} dict, or cpuinfo that could not be read).
-
-    rules/cpu reports vendor 'unknown' both for unreadable cpuinfo and for other vendors; only a
-    vendor_id tells them apart.
-    """
-    cpu = host.get('cpu') if isinstance(host, dict) else None
-    if not isinstance(cpu, dict):
-        return None, None
-    vendor = str(cpu.get('vendor') or '').strip().lower() or None
-    vendor_id = cpu.get('vendor_id') or None
-    if vendor in (None, 'unknown') and not vendor_id:
-        return None, None
-    return vendor or 'unknown', vendor_id
-
-
-def parse_sev_policy(text):
-    """libvirt's <launchSecurity><policy> as an int: always hexadecimal, with or without 0x
-    (0x0007, 0007, 7); None when it is not hex."""
-    text = (text or '').strip()
-    if not text:
-        return 0
-    try:
-        return int(text, 16)
-    except ValueError:
-        return None
-
-
-def domain_summary(root):
-    """The facts of a domain that the rules look at, as plain data."""
-    cpu = root.find('cpu')
-    features = {}
-    cpu_mode = None
-    topology = None
-    if cpu is not None:
-        cpu_mode = cpu.get('mode', 'custom')
-        for feat in cpu.findall('feature'):
-            features[feat.get('name')] = feat.get('policy', 'require')
-        topo = cpu.find('topology')
-        if topo is not None:
-            topology = {}
-            for key in ('sockets', 'dies', 'clusters', 'cores', 'threads'):
-                try:
-                    topology[key] = max(int(topo.get(key, '1')), 1)
-                except ValueError:
-                    topology[key] = 1
-    hyperv = root.find('features/hyperv')
-    hv = None
-    if hyperv is not None:
-        hv = {'mode': hyperv.get('mode', 'custom')}
-        for child in hyperv:
-            hv[child.tag] = _bool(child.get('state', 'on'))
-    timers = {}
-    for timer in root.findall('clock/timer'):
-        timers[timer.get('name')] = dict(timer.attrib)
-    ioapic = root.find('features/ioapic')
-    vcpu = root.find('vcpu')
-    try:
-        vcpus = int(vcpu.text.strip()) if vcpu is not None and vcpu.text else 1
-    except ValueError:
-        vcpus = 1
-    launch = root.find('launchSecurity')
-    sev = None
-    if launch is not None:
-        sev = {'type': launch.get('type'), 'policy': parse_sev_policy(launch.findtext('policy'))}
-    summary = {
-        'name': root.findtext('name'),
-        'type': root.get('type'),
-        'cpu_mode': cpu_mode,
-        'cpu_features': features,
-        'hyperv': hv,
-        'timers': timers,
-        'ioapic_driver': ioapic.get('driver') if ioapic is not None else None,
-        'vcpus': vcpus,
-        'topology': topology,
-        'sev': sev,
-    }
-    summary['max_apic_id'] = max_apic_id(summary)
-    return summary
 
 
 def _disabled(summary, name):
@@ -603,14 +391,6 @@ def not_amd_finding(host):
         'not_amd', INFO,
         'The host CPU is %s, not AMD or Hygon: the AVIC rules do not apply (known; %s).' % (what, apic),
         'Nothing to change: vfio.avic.avic_domain leaves the domain as it is on this host.')
-
-
-def audit_domain(xml_text, host, name=None):
-    """Findings for one domain XML on a host; raises DomainXMLError / HostFactsError.
-
-    On a host whose CPU is not AMD/Hygon the only finding is ``not_amd`` (info).
-    """
-    return audit_summary(domain_summary(parse_domain(xml_text, name)), host)
 
 
 def audit_summary(summary, host):
