@@ -12,7 +12,6 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.vfio.avic.plugins.module_utils.rules import cpu as cpu_rules
 from ansible_collections.vfio.avic.plugins.module_utils.rules import domain as domain_rules
 from ansible_collections.vfio.avic.plugins.module_utils.rules import kernel as kernel_rules
-from ansible_collections.vfio.avic.plugins.module_utils.findings import worst_severity
 from ansible_collections.vfio.avic.plugins.module_utils.libvirt import domain_xml as libvirt_domain
 from ansible_collections.vfio.avic.plugins.module_utils.rules import domain_host
 
@@ -71,14 +70,6 @@ def avic_verdict(findings):
     return domain_rules.verdict(findings)
 
 
-def avic_worst_severity(findings):
-    """The most serious severity in a list of findings (inhibit, warning, info) or None."""
-    if not isinstance(findings, list):
-        raise AnsibleFilterError('vfio.avic.avic_worst_severity expects a list of findings, got %s'
-                                 % type(findings).__name__)
-    return worst_severity(findings)
-
-
 class FilterModule(object):
     """AVIC filters."""
 
@@ -90,5 +81,4 @@ class FilterModule(object):
             'kernel_at_least': kernel_at_least,
             'domain_avic_issues': domain_avic_issues,
             'avic_verdict': avic_verdict,
-            'avic_worst_severity': avic_worst_severity,
         }

@@ -80,12 +80,3 @@ def finding(id_, severity, message, fix=''):
     if severity not in SEVERITIES:
         raise ValueError('unknown severity %r for finding %r' % (severity, id_))
     return {'id': id_, 'severity': severity, 'message': message, 'fix': fix}
-
-
-def worst_severity(findings):
-    """The most serious severity in a list of findings, or None when empty."""
-    present = set(f.get('severity') for f in findings)
-    for severity in SEVERITIES:
-        if severity in present:
-            return severity
-    return None

@@ -255,41 +255,44 @@ def _unknown_row(host, reason):
 
 
 def fleet_report(hosts):
-    """The whole fleet report from each host's variables (a list of hostvars mappings).
+    """The whole fleet report from one entry per host.
 
-    Each mapping needs ``inventory_hostname`` and, to say anything, the ``vfio_avic`` fact; the
-    roles' ``avic_host_status``, ``avic_kernel_report``, ``avic_guest_report`` and the sampled
-    ``avic_runtime_guests`` are folded in where present.  Returns ``rows`` (sorted by host),
-    ``guests`` ({host: [guest]}), ``records`` ({host: {summary, guests, facts}}, the JSON report's
-    body; facts without the domain XML) and ``totals``.
+    Each entry is a dict with ``name`` and, to say anything, ``facts`` (the vfio_avic fact); the
+    roles' results ``host_status``, ``kernel_report``, ``guest_report`` and the sampled ``runtime``
+    guests are folded in where present (the avic_fleet_report filter builds these entries from the
+    roles' documented outputs).  Returns ``rows`` (sorted by host), ``guests`` ({host: [guest]}),
+    ``lines`` ({host: readable report lines}), ``records`` ({host: {summary, guests, facts}}, the
+    JSON report's body; facts without the domain XML) and ``totals``.
     """
-    rows, guests, records = [], {}, {}
-    for hv in hosts or []:
-        name = str(hv.get('inventory_hostname'))
-        facts = hv.get('vfio_avic')
-        status = hv.get('avic_host_status')
+    rows, guests, records, lines = [], {}, {}, {}
+    for entry in hosts or []:
+        name = str(entry.get('name'))
+        facts = entry.get('facts')
+        status = _dict(entry.get('host_status'))
         if not isinstance(facts, dict):
             row = _unknown_row(name, 'no AVIC facts: the host was unreachable or failed before '
                                      'vfio.avic.avic_facts ran')
-            if isinstance(status, dict) and status.get('state'):
+            if status and status.get('state'):
                 row, _none = merge_host(row, [], status)
             rows.append(row)
             guests[name] = []
+            lines[name] = reporting.host_report_lines(row, {}, [])
             records[name] = {'summary': row, 'guests': [], 'facts': None}
             continue
         domains, unusable = _audit_host_domains(facts)
         summary = reporting.host_summary(name, facts, domains)
         if unusable:
             summary['reasons'] = [unusable]
-        runtime = _list(hv.get('avic_runtime_guests'), none=True)
-        row, merged = merge_host(summary, domains, _dict(status), _dict(hv.get('avic_kernel_report')),
-                                 _list(hv.get('avic_guest_report')), runtime)
+        runtime = _list(entry.get('runtime'), none=True)
+        row, merged = merge_host(summary, domains, status, _dict(entry.get('kernel_report')),
+                                 _list(entry.get('guest_report')), runtime)
         rows.append(row)
         guests[name] = merged
+        lines[name] = reporting.host_report_lines(row, facts, merged)
         records[name] = {'summary': row, 'guests': merged,
                          'facts': dict((k, v) for k, v in facts.items() if k != 'domains')}
     rows.sort(key=lambda r: r['host'])
-    return {'rows': rows, 'guests': guests, 'records': records,
+    return {'rows': rows, 'guests': guests, 'lines': lines, 'records': records,
             'totals': reporting.fleet_totals(rows)}
 
 

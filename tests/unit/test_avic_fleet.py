@@ -9,7 +9,7 @@ import pytest
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.vfio.avic.plugins.filter.avic_report import avic_audit_domains, avic_fleet_merge
+from ansible_collections.vfio.avic.plugins.filter.avic_report import avic_fleet_report
 from ansible_collections.vfio.avic.plugins.module_utils.rules import domain as domain_rules
 from ansible_collections.vfio.avic.plugins.plugin_utils import fleet
 from ansible_collections.vfio.avic.plugins.module_utils import gather as gather_facts
@@ -105,16 +105,10 @@ def test_fleet_totals_and_table_with_role_states(tmp_path):
     assert 'reboot' in table[3]
 
 
-def test_filter_validates_its_arguments(tmp_path):
+def test_merge_without_role_results_keeps_the_audit(tmp_path):
     _facts, domains, row = _zen2(tmp_path)
-    out = avic_fleet_merge(row, domains, None, None, None, None)
-    assert set(out) == {'row', 'guests'} and out['row']['status'] == 'inactive'
-    with pytest.raises(AnsibleFilterError, match='avic_host_summary'):
-        avic_fleet_merge({'status': 'x'})
-    with pytest.raises(AnsibleFilterError, match='host_status must be a dict'):
-        avic_fleet_merge(row, domains, 'active')
-    with pytest.raises(AnsibleFilterError, match='guest_report must be a list'):
-        avic_fleet_merge(row, domains, None, None, {'name': 'x'})
+    merged, guests = fleet.merge_host(row, domains, None, None, None, None)
+    assert merged['status'] == 'inactive' and [g['name'] for g in guests] == [d['name'] for d in domains]
 
 
 def test_fleet_report_from_hostvars(tmp_path, domain_xml):
@@ -132,7 +126,7 @@ def test_fleet_report_from_hostvars(tmp_path, domain_xml):
         {'inventory_hostname': 'stopped',
          'avic_host_status': {'state': 'failed', 'reasons': ['svm_unavailable']}},
     ]
-    report = fleet.fleet_report(hosts)
+    report = avic_fleet_report(hosts)
     assert [r['host'] for r in report['rows']] == ['gone', 'stopped', 'zen4']
     gone, stopped, row = report['rows']
     assert gone['status'] == 'unknown' and 'unreachable' in gone['reasons'][0]
@@ -148,8 +142,8 @@ def test_fleet_report_from_hostvars(tmp_path, domain_xml):
 
 
 def test_fleet_report_rejects_malformed_domains():
-    with pytest.raises(ValueError, match='domains list'):
-        fleet.fleet_report([{'inventory_hostname': 'h', 'vfio_avic': {'domains': ['x']}}])
+    with pytest.raises(AnsibleFilterError, match='domains list'):
+        avic_fleet_report([{'inventory_hostname': 'h', 'vfio_avic': {'domains': ['x']}}])
 
 
 def test_runtime_module_reasons_are_reduced_to_names_and_findings(tmp_path):
@@ -175,7 +169,7 @@ def _zen4_facts(root, domain_xml, kernel):
 def test_a_host_with_an_unusable_kernel_release_does_not_break_the_fleet(tmp_path, domain_xml):
     hosts = [{'inventory_hostname': name, 'vfio_avic': _zen4_facts(tmp_path / name, domain_xml, kernel)}
              for name, kernel in (('good', '6.8.0-45-generic'), ('odd', 'weird'), ('blank', None))]
-    report = fleet.fleet_report(hosts)
+    report = avic_fleet_report(hosts)
     assert [r['host'] for r in report['rows']] == ['blank', 'good', 'odd']
     assert report['guests']['good'][0]['verdict'] == 'inhibited'
     for name, shown in (('odd', "'weird'"), ('blank', 'None')):
@@ -190,9 +184,9 @@ def test_a_host_with_an_unusable_kernel_release_does_not_break_the_fleet(tmp_pat
         assert '  reason   %s' % win['error'] in lines and '      %s' % win['error'] in lines
     assert 'reasons' not in report['records']['good']['summary']
     assert report['totals']['hosts'] == 3 and report['totals']['guests_inhibited'] == 1
-    # the filter on its own still refuses such a host, naming the problem
-    with pytest.raises(AnsibleFilterError, match='kernel'):
-        avic_audit_domains(hosts[1]['vfio_avic']['domains'], hosts[1]['vfio_avic'])
+    # audited on its own, such a host is still refused, naming the problem
+    with pytest.raises(ValueError, match='kernel'):
+        fleet.audit_domains(hosts[1]['vfio_avic']['domains'], hosts[1]['vfio_avic'])
 
 
 NOT_AMD = {'id': 'not_amd', 'severity': 'info', 'message': 'The host CPU is GenuineIntel, not AMD',
@@ -207,7 +201,7 @@ def test_guests_of_a_non_amd_host_are_not_applicable(tmp_path, domain_xml):
     facts['domains'] = [{'name': 'win', 'active': True, 'xml': domain_xml('seed_windows_before.xml')},
                         {'name': 'lin', 'active': False, 'xml': domain_xml('clean_linux.xml')}]
     zen4 = _zen4_facts(tmp_path / 'zen4', domain_xml, '6.8.0-45-generic')
-    report = fleet.fleet_report([{'inventory_hostname': 'xeon', 'vfio_avic': facts},
+    report = avic_fleet_report([{'inventory_hostname': 'xeon', 'vfio_avic': facts},
                                  {'inventory_hostname': 'epyc', 'vfio_avic': zen4}])
     win, lin = report['guests']['xeon']
     assert [f['id'] for f in win['findings']] == ['not_amd']

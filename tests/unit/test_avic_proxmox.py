@@ -17,7 +17,7 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.vfio.avic.plugins.filter.avic_qemu import proxmox_avic_issues
-from ansible_collections.vfio.avic.plugins.plugin_utils import fleet
+from ansible_collections.vfio.avic.plugins.filter.avic_report import avic_fleet_report
 from ansible_collections.vfio.avic.plugins.module_utils import gather as gather_facts
 from ansible_collections.vfio.avic.plugins.module_utils.guests import proxmox as proxmox_guest
 from ansible_collections.vfio.avic.plugins.module_utils.guests import qemu as qemu_guest
@@ -184,7 +184,7 @@ def test_avic_facts_and_the_fleet_report_show_every_guest_with_its_source(tmp_pa
     assert 'hyperv_synic' not in ids(pve[100]['findings'])  # the fixed configuration
     assert '_summary' not in pve[100] and '_summary' not in by_pid[4242]
 
-    report = fleet.fleet_report([{'inventory_hostname': 'pve', 'vfio_avic': facts}])
+    report = avic_fleet_report([{'inventory_hostname': 'pve', 'vfio_avic': facts}])
     guests = dict((g['name'], g) for g in report['guests']['pve'])
     assert guests['win']['source'] == 'proxmox' and guests['win']['verdict'] == 'restart_required'
     assert 'hyperv_synic' in guests['win']['reasons'][0]
@@ -203,7 +203,7 @@ def test_a_restarted_guest_is_no_longer_restart_required(tmp_path):
     # the running command line now carries the fixed args: nothing is stale
     fixed = ['-cpu', 'host,-x2apic,-svm,+invtsc,hv_time,hv_relaxed,hv_vpindex']
     facts = gather_facts.gather(root=_proxmox_host(tmp_path, fixed))
-    report = fleet.fleet_report([{'inventory_hostname': 'pve', 'vfio_avic': facts}])
+    report = avic_fleet_report([{'inventory_hostname': 'pve', 'vfio_avic': facts}])
     guests = dict((g['name'], g) for g in report['guests']['pve'])
     assert guests['win']['verdict'] == 'ready' and guests['win']['running_inhibits'] == []
 

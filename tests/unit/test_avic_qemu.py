@@ -297,7 +297,7 @@ def test_a_running_qemu_process_is_audited_by_avic_facts():
 def test_a_libvirt_guest_still_running_old_settings_is_restart_required(tmp_path):
     """The persistent XML got the PIT discard fix, the process still runs without it: the fleet
     report says restart_required from the running command line, and ready/inhibited otherwise."""
-    from ansible_collections.vfio.avic.plugins.plugin_utils import fleet
+    from ansible_collections.vfio.avic.plugins.filter.avic_report import avic_fleet_report  # pylint: disable=import-outside-toplevel
     from conftest import write_host_tree
     running = fixture_argv('libvirt-hyperv.args')
     with open(os.path.join(FIXTURES, 'qemu', 'libvirt-hyperv.xml')) as handle:
@@ -311,7 +311,7 @@ def test_a_libvirt_guest_still_running_old_settings_is_restart_required(tmp_path
     assert facts['guests'][0]['source'] == 'libvirt' and facts['proxmox_guests'] is None
     for persistent, verdict in ((fixed, 'restart_required'), (xml, 'inhibited')):
         facts['domains'] = [{'name': 'QEMUGuest1', 'active': True, 'xml': persistent}]
-        report = fleet.fleet_report([{'inventory_hostname': 'h', 'vfio_avic': facts}])
+        report = avic_fleet_report([{'inventory_hostname': 'h', 'vfio_avic': facts}])
         (guest,) = report['guests']['h']
         assert (guest['source'], guest['verdict']) == ('libvirt', verdict)
         assert 'pit_reinject' in guest['running_inhibits']

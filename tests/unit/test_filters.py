@@ -8,6 +8,7 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.vfio.avic.plugins.filter import avic as filters
 from ansible_collections.vfio.avic.plugins.filter import avic_report as report_filters
+from ansible_collections.vfio.avic.plugins.plugin_utils import fleet
 
 HOST = {'kernel': '6.1.0-26-amd64', 'avic': True, 'x2avic': False}
 
@@ -15,10 +16,9 @@ HOST = {'kernel': '6.1.0-26-amd64', 'avic': True, 'x2avic': False}
 def test_filter_names_are_registered():
     assert set(filters.FilterModule().filters()) == {
         'cpu_avic_support', 'kernel_avic_issues', 'kernel_version', 'kernel_at_least',
-        'domain_avic_issues', 'avic_verdict', 'avic_worst_severity'}
+        'domain_avic_issues', 'avic_verdict'}
     assert set(report_filters.FilterModule().filters()) == {
-        'avic_audit_domains', 'avic_host_summary', 'avic_host_report', 'avic_fleet_table',
-        'avic_fleet_totals', 'avic_fleet_markdown', 'avic_fleet_merge', 'avic_fleet_report'}
+        'avic_fleet_report', 'avic_fleet_table', 'avic_fleet_markdown'}
     from ansible_collections.vfio.avic.plugins.filter import avic_host as host_filters
     assert set(host_filters.FilterModule().filters()) >= {
         'avic_host_preflight', 'avic_host_cmdline_args', 'avic_host_state', 'avic_host_cmdline_needed'}
@@ -86,15 +86,13 @@ def test_domain_filter_and_errors(domain_xml):
     assert 'missing avic, x2avic' in str(err.value)
 
 
-def test_verdict_and_worst(domain_xml):
+def test_verdict(domain_xml):
     findings = filters.domain_avic_issues(domain_xml('pit_reinject.xml'), HOST)
     assert filters.avic_verdict(findings) == 'inhibited'
     assert filters.avic_verdict([]) == 'ready'
     not_amd = {'id': 'not_amd', 'severity': 'info', 'message': 'GenuineIntel', 'fix': ''}
     assert filters.avic_verdict([not_amd]) == 'not_applicable'
     assert filters.avic_verdict([not_amd] + findings) == 'inhibited'
-    assert filters.avic_worst_severity(findings) == 'inhibit'
-    assert filters.avic_worst_severity([]) is None
     with pytest.raises(AnsibleFilterError):
         filters.avic_verdict('not a list')
 
@@ -106,14 +104,14 @@ def test_audit_domains_marks_unreadable_and_keeps_going(domain_xml):
         {'name': 'broken', 'active': False, 'xml': domain_xml('malformed.xml')},
         {'name': 'gone', 'active': False, 'xml': None, 'error': 'domain not found'},
     ]
-    results = {r['name']: r for r in report_filters.avic_audit_domains(domains, HOST)}
+    results = {r['name']: r for r in fleet.audit_domains(domains, HOST)}
     assert results['win']['verdict'] == 'inhibited' and results['win']['active']
     assert 'hyperv_synic' in results['win']['inhibits']
     assert results['ok']['verdict'] == 'ready'
     assert results['broken']['verdict'] == 'unreadable' and 'not well-formed' in results['broken']['error']
     assert results['gone']['error'] == 'domain not found'
-    with pytest.raises(AnsibleFilterError):
-        report_filters.avic_audit_domains([{'xml': ''}], HOST)
+    with pytest.raises(ValueError, match='expected the domains list'):
+        fleet.audit_domains([{'xml': ''}], HOST)
 
 
 def test_role_helper_filters_fail_with_the_variable_named():
