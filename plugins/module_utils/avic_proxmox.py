@@ -122,7 +122,7 @@ def merge_cpu_model(text, name, section_text):
             % (name, MODEL_PREFIX))
     if text and not text.endswith('\n'):
         text += '\n'
-    return text + ('\n' if text.strip() else '') + section_text
+    return text + ('\n' if text.strip() and not text.endswith('\n\n') else '') + section_text
 
 
 def windows_version(ostype):
@@ -375,9 +375,11 @@ def audit_proxmox(conf_text, host, vmid=None, cpu_models=None, what='qm_conf_tex
 # into args, merged with the user's.
 MODEL_FLAGS = {'x2apic_exposed': '-x2apic', 'svm_exposed': '-svm',
                'hyperv_synic': '+hv-avic', 'hyperv_stimer': '+hv-avic'}
-# SynIC and stimer dropped instead of hv-avic: qemu-server names them hv_synic/hv_stimer, and a
-# custom model's flag of the same name overrides its automatic one (resolve_cpu_flags)
-HV_REMOVE_FLAGS = ('-hv_synic', '-hv_stimer')
+# SynIC and stimer dropped instead of hv-avic. QEMU refuses '-hv_synic' (it turns '_' into '-' only
+# in key=value options: "Property 'max-x86_64-cpu.hv_synic' not found", QEMU 7.2), so the model
+# says '-hv-synic': qemu-server then passes both its hv_synic and -hv-synic, and QEMU applies the
+# -flag last (x86_cpu_parse_featurestr; it warns "Ambiguous CPU model string")
+HV_REMOVE_FLAGS = ('-hv-synic', '-hv-stimer')
 HYPERV_CHOICES = ('auto', 'avic', 'remove', 'keep')
 PIT_ARGS = '-global kvm-pit.lost_tick_policy=discard'
 MODEL_PREFIX = 'avic-'

@@ -124,10 +124,14 @@ def test_a_running_guest_gets_pending_changes_and_is_restarted_only_when_asked(p
     assert ids(fixed['findings_before']) == ['x2apic_exposed', 'svm_exposed', 'pit_reinject']
     assert ids(fixed['findings_after']) == ['svm_exposed']  # info on 6.1 with nested=0: kept
     assert pid(pve, 101) == first_pid
-    # qemu-server keeps cpu and args of a running VM pending; comments and the snapshot stay
-    assert conf(pve, 101) == LINUX.replace('\n[before-upgrade]', (
-        '\n[PENDING]\ncpu: custom-avic-host-f7db9b,flags=+pdpe1gb\n'
-        'args: -no-reboot -global kvm-pit.lost_tick_policy=discard\n\n[before-upgrade]'))
+    # qemu-server keeps cpu and args of a running VM pending and writes the file sorted (as
+    # write_vm_config does); the description and the snapshot stay
+    assert conf(pve, 101) == (
+        '# a Linux guest with the user\'s own args and a snapshot\n'
+        'args: -no-reboot\nboot: order=scsi0\ncores: 4\ncpu: host,flags=+pdpe1gb\nname: lin\nostype: l26\n'
+        '\n[PENDING]\nargs: -no-reboot -global kvm-pit.lost_tick_policy=discard\n'
+        'cpu: custom-avic-host-f7db9b,flags=+pdpe1gb\n'
+        '\n[before-upgrade]\ncores: 2\nostype: l26\n')
     again = run_module_direct('avic_proxmox_guest', args(pve, 101, state='fixed'))
     assert not again['changed'] and again['restart_required']  # still pending: evidence, not memory
 
@@ -148,7 +152,7 @@ def test_old_kernels_and_old_qemu_turn_synic_off_instead(pve, tmp_path):
     result = run_module_direct('avic_proxmox_guest', args(pve, 100, state='fixed'), check_mode=True)
     assert result['notes'] == ['hyperv: hv-avic needs QEMU 6.2 or later, this host has an unknown QEMU: '
                                'SynIC and stimer are turned off']
-    assert '-hv_synic;-hv_stimer' in result['cpu_model']['text']
+    assert '-hv-synic;-hv-stimer' in result['cpu_model']['text']
     refused = run_module_direct('avic_proxmox_guest', args(pve, 100, state='fixed', hyperv='avic',
                                                            qemu_version='6.1.0'))
     assert refused['failed'] and 'QEMU 6.2' in refused['msg'] and conf(pve, 100) == fixture_text(
