@@ -131,6 +131,10 @@ running:
   description: Whether C(qm status) says the VM runs (null without C(qm)).
   returned: always
   type: bool
+active:
+  description: RV(running) as a boolean (false when not known), the key the guest role's report reads.
+  returned: always
+  type: bool
 findings_before:
   description: Findings of the configuration before the module ran.
   returned: always
@@ -279,13 +283,13 @@ def run(module):
     validate(module)
     vmid = params['vmid']
     what = '%s/%d.conf' % (CONF_DIR, vmid)
-    result = dict(changed=False, vmid=vmid, name='vm%d' % vmid, running=None, findings_before=[],
+    result = dict(changed=False, vmid=vmid, name='vm%d' % vmid, running=None, active=False, findings_before=[],
                   findings_after=[], qm_set=[], commands=[], cpu_model=None, notes=[], changed_files=[],
                   backup=None, restart_required=False, restarted=False)
     files = HostFiles(module, params['root'])
     qm = Qm(module, result)
     text, current_text, running = read_config(module, qm, files, vmid, result)
-    result['running'] = running
+    result.update(running=running, active=bool(running))
     host = avic_gather.gather(root=params['root'], dmesg=False, guests=False)
     if not host.get('kernel'):
         module.fail_json(msg='cannot read the running kernel release of this host', **result)
