@@ -2,7 +2,7 @@
 # Copyright: contributors to the vfio.avic collection
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The avic_proxmox_guest module run the way Ansible runs it, against the STAND-IN ``qm`` of
-tests/lab/standin/qm (there is no Proxmox VE host here): it keeps each VM in
+tests/lab/standin/qm.py (there is no Proxmox VE host here): it keeps each VM in
 ``<root>/etc/pve/qemu-server/<vmid>.conf`` as qm.conf(5) describes it, leaves cpu/args changes of a
 running VM pending as qemu-server does, and runs a started VM as a sleeping process whose command
 line is the VM's. The host's CPU, kernel and kvm_amd state come from fixture trees (option root);
@@ -14,6 +14,7 @@ __metaclass__ = type
 import glob
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -21,7 +22,7 @@ from ansible_collections.vfio.avic.plugins.module_utils import avic_proxmox
 
 from conftest import REPO, fixture_text, run_module_direct, write_host_tree
 
-STANDIN = os.path.join(REPO, 'tests', 'lab', 'standin')
+STANDIN_SOURCE = os.path.join(REPO, 'tests', 'lab', 'standin', 'qm.py')
 LINUX = """# a Linux guest with the user's own args and a snapshot
 boot: order=scsi0
 cores: 4
@@ -47,13 +48,17 @@ def pve(tmp_path, monkeypatch):
                '/etc/pve/qemu-server/101.conf': LINUX,
                '/etc/pve/virtual-guest/cpu-models.conf': fixture_text('proxmox', 'cpu-models.conf'),
                '/etc/os-release': 'ID=debian\nVERSION_ID="12"\n'})
+    bindir = tmp_path / 'bin'
+    bindir.mkdir()
+    with open(STANDIN_SOURCE) as handle:
+        (bindir / 'qm').write_text('#!%s\n%s' % (sys.executable, handle.read()))
+    (bindir / 'qm').chmod(0o755)
     monkeypatch.setenv('QM_STANDIN_ROOT', root)
     # qm only: the QEMU version is unknown unless a test gives it (qemu_version)
-    monkeypatch.setenv('PATH', STANDIN)
-    started = []
-    yield {'root': root, 'backups': str(tmp_path / 'backups'), 'started': started}
+    monkeypatch.setenv('PATH', str(bindir))
+    yield {'root': root, 'backups': str(tmp_path / 'backups'), 'qm': str(bindir / 'qm')}
     for vmid in (100, 101):
-        subprocess.run([os.path.join(STANDIN, 'qm'), 'stop', str(vmid)], check=False)
+        subprocess.run([str(bindir / 'qm'), 'stop', str(vmid)], check=False)
 
 
 def conf(pve, vmid):
@@ -66,8 +71,8 @@ def models(pve):
         return handle.read()
 
 
-def qm(*args):
-    return subprocess.run([os.path.join(STANDIN, 'qm')] + [str(a) for a in args], check=True,
+def qm(pve, *args):
+    return subprocess.run([pve['qm']] + [str(a) for a in args], check=True,
                           stdout=subprocess.PIPE, universal_newlines=True).stdout
 
 
@@ -88,8 +93,8 @@ def test_a_stopped_windows_guest_is_fixed_with_qm_set_and_a_custom_model(pve):
     before_models = models(pve)
     result = run_module_direct('avic_proxmox_guest', args(pve, 100, state='fixed', qemu_version='9.2.0'))
     assert result['changed'] and not result['running'] and not result['restart_required']
-    assert ids(result['findings_before']) == ['x2apic_exposed', 'svm_exposed', 'hyperv_synic', 'hyperv_stimer', 'hyperv_vapic',
-                                             'hyperv_tlbflush_ipi', 'invtsc_missing']
+    assert ids(result['findings_before']) == ['x2apic_exposed', 'svm_exposed', 'hyperv_synic', 'hyperv_stimer',
+                                              'hyperv_vapic', 'hyperv_tlbflush_ipi', 'invtsc_missing']
     assert ids(result['findings_after']) == ['svm_exposed', 'hyperv_tlbflush_ipi', 'invtsc_missing']
     # the model: reported-model host, -x2apic (no x2AVIC on 6.1), hv-avic (kernel >= 5.15, QEMU 9.2)
     # (a section ends with a blank line, as Proxmox's SectionConfig writes them)
@@ -108,7 +113,7 @@ def test_a_stopped_windows_guest_is_fixed_with_qm_set_and_a_custom_model(pve):
 
 
 def test_a_running_guest_gets_pending_changes_and_is_restarted_only_when_asked(pve):
-    qm('start', 101)
+    qm(pve, 'start', 101)
     first_pid = pid(pve, 101)
     check = run_module_direct('avic_proxmox_guest', args(pve, 101, state='fixed'), check_mode=True, diff=True)
     assert check['changed'] and conf(pve, 101) == LINUX and pid(pve, 101) == first_pid

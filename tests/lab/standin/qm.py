@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # -*- coding: utf-8 -*-
 # Copyright: contributors to the vfio.avic collection
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -34,8 +33,9 @@ cpu-models.conf.adoc):
                                    collection's own code does; a stand-in doing it would test
                                    that code against itself): exits 255 saying so
 
-Every call is appended to /var/log/qm-standin.log. QM_STANDIN_ROOT (default /) moves every path
-below a directory, for unit tests.
+Installed as an executable ``qm`` with a python3 shebang line put in front (molecule/proxmox,
+tests/unit/test_avic_proxmox_guest.py). Every call is appended to /var/log/qm-standin.log.
+QM_STANDIN_ROOT (default /) moves every path below a directory, for unit tests.
 """
 
 import os
@@ -270,7 +270,9 @@ def cmd_start(vmid, args):
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
-        os.execv(sys.executable, [argv[0], '-c', SLEEPER] + argv[1:])
+        # argv[0] is not the interpreter: tell it where its standard library is
+        os.execve(sys.executable, [argv[0], '-c', SLEEPER] + argv[1:],
+                  dict(os.environ, PYTHONHOME=sys.base_prefix))
     with open(os.path.join(RUN_DIR, '%s.pid' % vmid), 'w') as handle:
         handle.write('%d\n' % pid)
     # wait until the process shows the VM's command line
