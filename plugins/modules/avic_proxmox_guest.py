@@ -33,7 +33,9 @@ description:
     C(qm set) runs.
   - A running VM is never restarted unless O(restart=true); C(qm set) then leaves the changes pending
     (cpu and args are not hot-pluggable) and the module returns RV(restart_required). With
-    O(restart=true) it runs C(qm shutdown <vmid> --timeout) and C(qm start <vmid>).
+    O(restart=true) it runs C(qm shutdown <vmid> --timeout) and C(qm start <vmid>); should the VM not
+    start with its fixed configuration, its previous C(cpu) and C(args) are put back with C(qm set), it is
+    started again, and the module fails.
 author:
   - vfio.avic maintainers (@vfio-avic)
 options:
@@ -353,9 +355,33 @@ def run(module):
             result['notes'].append('restart: VM %d would be restarted' % vmid)
         else:
             qm.run(*restart_args, record=True)
-            qm.run('start', vmid, record=True)
+            rc, out, err = qm.run('start', vmid, record=True, ok_fail=True)
+            if rc != 0:
+                put_back(module, qm, vmid, avic_proxmox.parse_conf(current_text, what), result,
+                         ' '.join((err or out).split()))
             result.update(changed=True, restarted=True, restart_required=False)
     return result
+
+
+def put_back(module, qm, vmid, previous, result, error):
+    """The VM did not start with its fixed configuration: give it back the cpu and args it ran
+    with, start it again, and fail saying so (a VM is never left off)."""
+    args, deleted = [], []
+    for key in ('cpu', 'args'):
+        if previous.get(key) is not None:
+            args += ['--%s' % key, previous[key]]
+        else:
+            deleted.append(key)
+    if deleted:
+        args += ['--delete', ','.join(deleted)]
+    qm.run('set', vmid, *args, record=True)
+    rc, out, err = qm.run('start', vmid, record=True, ok_fail=True)
+    result.update(changed=True, restart_required=False)
+    module.fail_json(msg='VM %d did not start with the fixed configuration (qm start: %s); its previous '
+                         'cpu and args were put back and it %s. The fix is not applied: fix the cause and '
+                         'run again' % (vmid, error, 'runs again' if rc == 0 else
+                                        'did not start either (qm start: %s)' % ' '.join((err or out).split())),
+                     **result)
 
 
 def backup(module, files, vmid):

@@ -196,3 +196,15 @@ def test_audited_without_qm_reads_the_file(pve, monkeypatch):
     assert ids(result['findings_before']) == ['x2apic_exposed', 'svm_exposed', 'pit_reinject']
     fixed = run_module_direct('avic_proxmox_guest', args(pve, 101, state='fixed'))
     assert fixed['failed'] and 'qm is not installed' in fixed['msg'] and conf(pve, 101) == LINUX
+
+
+def test_a_vm_that_does_not_start_with_the_fix_gets_its_old_cpu_and_args_back_and_runs(pve, monkeypatch):
+    qm(pve, 'start', 101)
+    first_pid = pid(pve, 101)
+    monkeypatch.setenv('QM_STANDIN_REFUSE_CPU', 'custom-avic-')  # the stand-in's fault: QEMU refuses it
+    result = run_module_direct('avic_proxmox_guest', args(pve, 101, state='fixed', restart=True))
+    assert result['failed'] and 'did not start with the fixed configuration' in result['msg']
+    assert 'runs again' in result['msg'] and result['commands'][-2:] == [
+        "qm set 101 --cpu host,flags=+pdpe1gb --args -no-reboot", 'qm start 101']
+    assert pid(pve, 101) != first_pid and 'status: running' in qm(pve, 'status', 101)
+    assert 'cpu: host,flags=+pdpe1gb' in conf(pve, 101) and '[PENDING]' not in conf(pve, 101)

@@ -33,7 +33,8 @@ cpu-models.conf.adoc):
                                    collection's own code does; a stand-in doing it would test
                                    that code against itself): exits 255 saying so
 
-Installed as an executable ``qm`` with a python3 shebang line put in front (molecule/proxmox,
+QM_STANDIN_REFUSE_CPU=<text> makes ``qm start`` fail for a VM whose cpu contains <text> (a fault
+for the tests). Installed as an executable ``qm`` with a python3 shebang line put in front (molecule/proxmox,
 tests/unit/test_avic_proxmox_guest.py). Every call is appended to /var/log/qm-standin.log.
 QM_STANDIN_ROOT (default /) moves every path below a directory, for unit tests.
 """
@@ -260,6 +261,11 @@ def cmd_start(vmid, args):
         fail('VM %s already running' % vmid)
     apply_pending(path)
     values = read_sections(path)[0][1]['keys']
+    refuse = os.environ.get('QM_STANDIN_REFUSE_CPU')
+    if refuse and refuse in values.get('cpu', ''):
+        # a fault for the tests: QEMU refusing the CPU, as it refuses a flag it does not know
+        fail("start failed: QEMU exited with code 1 (qemu-system-x86_64: can't apply the CPU '%s')"
+             % values['cpu'])
     argv = ['/usr/bin/kvm', '-id', vmid, '-name', values.get('name') or 'vm%s' % vmid]
     if values.get('args'):
         argv += shlex.split(values['args'])
