@@ -233,3 +233,82 @@ def test_fix_plan_keeps_the_users_args_and_changes_nothing_on_a_clean_guest():
     assert plan['qm_set'][-2:] == ['--args', '-no-reboot -global kvm-pit.lost_tick_policy=discard']
     clean = 'ostype: l26\ncpu: host\nargs: -cpu host,-svm -global kvm-pit.lost_tick_policy=discard\n'
     assert proxmox_guest.fix_plan(clean, ZEN4_68, 102)['qm_set'] == []
+
+
+# qemu-server's configurations -> the exact qm set arguments and cpu-models.conf section on a
+# Zen 3 host with kernel 6.1 (no x2AVIC) and QEMU 9.2: x2apic off, SynIC/stimer kept with hv-avic
+KVM64_X2APIC = 'cpu-model: avic-kvm64-6a45a0\n    flags -x2apic\n    reported-model kvm64\n\n'
+KVM64_WINDOWS = 'cpu-model: avic-kvm64-2bc0ba\n    flags -x2apic;+hv-avic\n    reported-model kvm64\n\n'
+HOST_WINDOWS = 'cpu-model: avic-host-fb761c\n    flags -x2apic;+hv-avic\n    reported-model host\n\n'
+PIT = ['--args', '-global kvm-pit.lost_tick_policy=discard']
+PLANS = {
+    'minimal-defaults.conf': (['--cpu', 'custom-avic-kvm64-6a45a0'] + PIT, KVM64_X2APIC),
+    'simple1.conf': (['--cpu', 'custom-avic-kvm64-6a45a0'] + PIT, KVM64_X2APIC),
+    # Windows gets the PIT global from qemu-server already
+    'win11-amd-host-11.0+pve2.conf': (['--cpu', 'custom-avic-host-fb761c'], HOST_WINDOWS),
+    'q35-win10-hostpci.conf': (['--cpu', 'custom-avic-kvm64-2bc0ba'], KVM64_WINDOWS),
+    # the VM's own level and flags stay on its cpu option
+    'cpu-level.conf': (['--cpu', 'custom-avic-host-fb761c,level=30,flags=+md-clear;+pdpe1gb;-hv-tlbflush'],
+                       HOST_WINDOWS),
+    # a model derived from the user's custom model keeps its reported model and properties
+    'custom-cpu-model.conf': (['--cpu', 'custom-avic-qemu64-483a37,flags=+virt-ssbd'],
+                              'cpu-model: avic-qemu64-483a37\n    flags +aes;+avx;-kvm_pv_unhalt;-x2apic;+hv-avic\n'
+                              '    hv-vendor-id testvend\n    phys-bits 40\n    reported-model athlon\n\n'),
+    # qemu-server already turns x2apic off for Solaris: only the PIT
+    'os-solaris.conf': (PIT, None),
+    # split irqchip (viommu=intel): no in-kernel PIT to fix
+    'q35-viommu-intel.conf': (['--cpu', 'custom-avic-kvm64-6a45a0'], KVM64_X2APIC),
+    'sev-snp.conf': (['--cpu', 'custom-avic-kvm64-6a45a0'] + PIT, KVM64_X2APIC),
+}
+
+
+def test_every_configuration_of_the_corpus_has_a_plan():
+    assert sorted(PLANS) == sorted(set(PLANS) & set(PAIRS)) and len(PLANS) >= 9
+
+
+@pytest.mark.parametrize('name', sorted(PLANS))
+def test_exact_qm_set_and_cpu_model_of_the_corpus(name):
+    qm_set, model_text = PLANS[name]
+    host = dict(ZEN3_61, qemu='9.2')
+    plan = proxmox_guest.fix_plan(read(name), host, 8006, MODELS)
+    assert plan['qm_set'] == qm_set
+    assert (plan['cpu_model'] or {}).get('text') == model_text
+    models = proxmox_guest.merge_cpu_model(MODELS, plan['cpu_model']['name'], model_text) if model_text else MODELS
+    # the fixed configuration (as qm set leaves it) has none of the fixed findings, and a second
+    # plan on it changes nothing
+    after = ids(proxmox_guest.audit_proxmox(plan['conf'], host, 8006, models))
+    assert not set(plan['fixes']) & set(after)
+    assert proxmox_guest.fix_plan(plan['conf'], host, 8006, models)['qm_set'] == []
+
+
+def test_per_host_decisions_for_windows():
+    win = read('win11-amd-host-11.0+pve2.conf')
+    # x2AVIC host (Zen 4, 6.8): x2apic kept, hv-avic only
+    plan = proxmox_guest.fix_plan(win, dict(ZEN4_68, qemu='9.2'), 100)
+    assert plan['cpu_model']['text'].split('\n')[1] == '    flags +hv-avic'
+    # kernel 5.4 with nested=1: svm inhibits and SynIC inhibits whatever hv-avic says
+    plan = proxmox_guest.fix_plan(win, dict(OLD_54, qemu='9.2'), 100)
+    assert plan['cpu_model']['text'].split('\n')[1] == '    flags -svm;-hv-synic;-hv-stimer'
+    assert 'older than 5.15' in plan['notes'][0] and 'hyperv_synic' in plan['fixes']
+    # QEMU 6.1 has no hv-avic: SynIC and stimer off; hyperv: avic refused, keep leaves them
+    plan = proxmox_guest.fix_plan(win, dict(ZEN4_68, qemu='6.1'), 100)
+    assert plan['cpu_model']['text'].split('\n')[1] == '    flags -hv-synic;-hv-stimer'
+    with pytest.raises(proxmox_guest.ProxmoxConfigError, match='hyperv: avic needs QEMU 6.2'):
+        proxmox_guest.fix_plan(win, dict(ZEN4_68, qemu='6.1'), 100, hyperv='avic')
+    with pytest.raises(proxmox_guest.ProxmoxConfigError, match='before 5.15'):
+        proxmox_guest.fix_plan(win, dict(OLD_54, qemu='9.2'), 100, hyperv='avic')
+    assert proxmox_guest.fix_plan(win, dict(ZEN4_68, qemu='6.1'), 100, hyperv='keep')['qm_set'] == []
+    with pytest.raises(proxmox_guest.ProxmoxConfigError, match='hyperv must be one of'):
+        proxmox_guest.fix_plan(win, ZEN4_68, 100, hyperv='on')
+
+
+def test_merge_cpu_model_keeps_every_model():
+    section = 'cpu-model: avic-kvm64-6a45a0\n    flags -x2apic\n    reported-model kvm64\n\n'
+    merged = proxmox_guest.merge_cpu_model(MODELS, 'avic-kvm64-6a45a0', section)
+    assert merged.startswith(MODELS) and merged.endswith(section)
+    assert sorted(proxmox_guest.parse_cpu_models(merged)) == ['alldefault', 'avic-kvm64-6a45a0', 'qemu64']
+    assert proxmox_guest.merge_cpu_model(merged, 'avic-kvm64-6a45a0', section) == merged
+    assert proxmox_guest.merge_cpu_model(None, 'avic-kvm64-6a45a0', section) == section
+    with pytest.raises(proxmox_guest.ProxmoxConfigError, match='already has a different cpu-model'):
+        proxmox_guest.merge_cpu_model(merged.replace('    flags -x2apic\n    reported-model kvm64',
+                                                     '    reported-model EPYC'), 'avic-kvm64-6a45a0', section)
