@@ -25,6 +25,7 @@ from ansible_collections.vfio.avic.plugins.module_utils.rules import kernel as k
 from ansible_collections.vfio.avic.plugins.module_utils.guests import proxmox as proxmox_guest
 from ansible_collections.vfio.avic.plugins.module_utils.guests import qemu as qemu_guest
 from ansible_collections.vfio.avic.plugins.module_utils.hostfs import HostFiles
+from ansible_collections.vfio.avic.plugins.module_utils.parse import os_release
 
 FACTS_SCHEMA = 1
 
@@ -61,31 +62,10 @@ PVE_QEMU_DIR = '/etc/pve/qemu-server'
 PVE_CPU_MODELS = '/etc/pve/virtual-guest/cpu-models.conf'
 
 
-OS_FAMILIES = (
-    ('Debian', ('debian', 'ubuntu', 'linuxmint', 'pop', 'raspbian', 'devuan', 'proxmox')),
-    ('RedHat', ('fedora', 'rhel', 'centos', 'rocky', 'almalinux', 'ol', 'nobara')),
-    ('Archlinux', ('arch', 'manjaro', 'endeavouros', 'cachyos')),
-    ('Suse', ('opensuse', 'opensuse-leap', 'opensuse-tumbleweed', 'sles', 'suse')),
-)
-
-
-def _os_release(reader):
-    """ID, ID_LIKE, VERSION_ID of /etc/os-release, the Ansible-style family, and Proxmox VE."""
-    values = {}
-    for line in (reader.read('/etc/os-release') or reader.read('/usr/lib/os-release') or '').splitlines():
-        key, sep, value = line.partition('=')
-        if sep:
-            values[key.strip()] = value.strip().strip('"\'')
-    ident = values.get('ID', '').lower()
-    like = values.get('ID_LIKE', '').lower().split()
-    family = None
-    for name, ids in OS_FAMILIES:
-        if ident in ids or any(i in ids for i in like):
-            family = name
-            break
-    return {'id': ident or None, 'id_like': like, 'version_id': values.get('VERSION_ID'),
-            'codename': values.get('VERSION_CODENAME'), 'family': family,
-            'proxmox': bool(reader.which('pveversion') or reader.exists('/etc/pve/.version'))}
+def os_facts(reader):
+    """The distribution of the host (parse/os_release.describe()) and whether it runs Proxmox VE."""
+    return os_release.describe(os_release.parse(os_release.read(reader.read)),
+                               proxmox=reader.which('pveversion') or reader.exists('/etc/pve/.version'))
 
 
 def _kernel(reader):
@@ -416,7 +396,7 @@ def gather(root='/', run=None, dmesg=True, guests=True, domains=False,
         'schema': FACTS_SCHEMA,
         'root': reader.root,
         'cpu': cpu,
-        'os': _os_release(reader),
+        'os': os_facts(reader),
         'kernel': release,
         'kernel_upstream': upstream,
         'kernel_version': version,
