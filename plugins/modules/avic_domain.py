@@ -176,6 +176,8 @@ from ansible_collections.vfio.avic.plugins.module_utils.libvirt import virsh as 
 from ansible_collections.vfio.avic.plugins.module_utils import gather as gather_facts
 
 FIX_OPTIONS = ('x2apic', 'svm', 'pit', 'hyperv', 'vapic', 'hypervclock', 'invtsc', 'ioapic', 'cpu_mode')
+
+
 def checked(module, virsh, result, *args):
     """The output of a virsh command that must succeed; else the module fails with ``result``."""
     try:

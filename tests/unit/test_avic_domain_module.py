@@ -18,7 +18,6 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from ansible_collections.vfio.avic.plugins.module_utils.libvirt import domain_fix as fix
 from ansible_collections.vfio.avic.plugins.module_utils.libvirt import versions as libvirt_versions
 from ansible_collections.vfio.avic.plugins.modules import avic_domain as module
 
@@ -240,7 +239,6 @@ def test_backup_names_never_collide(tmp_path):
     paths = [module.write_backup(str(tmp_path / 'b'), 'g', 'x%d' % i) for i in range(20)]
     assert len(set(paths)) == 20
     assert all(oct(os.stat(p).st_mode & 0o777) == '0o600' for p in paths)
-
 
 
 # ---- the module against the stand-in libvirt -----------------------------------------------

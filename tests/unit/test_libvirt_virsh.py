@@ -113,8 +113,8 @@ def test_start_failure_and_the_callers_own_start():
 
 def test_one_error_text():
     daemon = Libvirtd(reachable=False)
-    with pytest.raises(libvirt_virsh.VirshError, match=r'^libvirt is not reachable at qemu:///system: '
-                                                        r'error: failed to connect to the hypervisor'):
+    with pytest.raises(libvirt_virsh.VirshError,
+                       match=r'^libvirt is not reachable at qemu:///system: error: failed to connect to the hypervisor'):
         restart(daemon)
     with pytest.raises(libvirt_virsh.VirshError, match=r'^virsh frobnicate --domain g failed: error: unknown'):
         virsh_of(Libvirtd()).check('frobnicate', '--domain', 'g')
