@@ -9,7 +9,13 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.vfio.avic.plugins.module_utils.plan import kernel as kernel_plan
+from ansible_collections.vfio.avic.plugins.module_utils.plan import kernel_pin
+from ansible_collections.vfio.avic.plugins.module_utils.plan import kernel_select
+
+# The kernel role's variables for the fields the kernel plan names in its messages.
+ROLE_VARIABLES = {'mode': 'avic_kernel_mode', 'version': 'avic_kernel_version',
+                  'minimum': 'avic_kernel_min_version', 'allow_old': 'avic_kernel_allow_old',
+                  'refuse_known_issues': 'avic_kernel_refuse_known_issues', 'pin': 'avic_kernel_pin'}
 
 
 def avic_kernel_keep_plan(facts, minimum='5.6', allow_old=False, refuse_known_issues=False):
@@ -18,8 +24,9 @@ def avic_kernel_keep_plan(facts, minimum='5.6', allow_old=False, refuse_known_is
         raise AnsibleFilterError('vfio.avic.avic_kernel_keep_plan expects the vfio_avic fact of '
                                  'vfio.avic.avic_facts')
     try:
-        return kernel_plan.keep_plan(facts, str(minimum), bool(allow_old), bool(refuse_known_issues))
-    except kernel_plan.PlanError as exc:
+        return kernel_select.keep_plan(facts, str(minimum), bool(allow_old), bool(refuse_known_issues),
+                                       ROLE_VARIABLES)
+    except kernel_select.PlanError as exc:
         raise AnsibleFilterError(str(exc))
 
 
@@ -29,9 +36,9 @@ def avic_kernel_resolve(plan, listing, minimum='5.6', allow_old=False, refuse_kn
         raise AnsibleFilterError('vfio.avic.avic_kernel_resolve expects the plan of '
                                  'vfio.avic.avic_kernel_select')
     try:
-        return kernel_plan.resolve(plan, str(listing or ''), str(minimum), bool(allow_old),
-                                   bool(refuse_known_issues))
-    except kernel_plan.PlanError as exc:
+        return kernel_select.resolve(plan, str(listing or ''), str(minimum), bool(allow_old),
+                                     bool(refuse_known_issues), ROLE_VARIABLES)
+    except kernel_select.PlanError as exc:
         raise AnsibleFilterError('vfio.avic.avic_kernel_resolve: %s' % exc)
 
 
@@ -41,8 +48,8 @@ def avic_kernel_ignorepkg(text, names):
         raise AnsibleFilterError('vfio.avic.avic_kernel_ignorepkg expects a list of package names, '
                                  'got %r' % (names,))
     try:
-        return kernel_plan.ignorepkg_merge(str(text or ''), list(names))
-    except kernel_plan.PlanError as exc:
+        return kernel_pin.ignorepkg_merge(str(text or ''), list(names), ROLE_VARIABLES['pin'])
+    except kernel_pin.PinError as exc:
         raise AnsibleFilterError('vfio.avic.avic_kernel_ignorepkg: %s' % exc)
 
 

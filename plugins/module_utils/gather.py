@@ -26,6 +26,8 @@ from ansible_collections.vfio.avic.plugins.module_utils.guests import proxmox as
 from ansible_collections.vfio.avic.plugins.module_utils.guests import qemu as qemu_guest
 from ansible_collections.vfio.avic.plugins.module_utils.hostfs import HostFiles
 from ansible_collections.vfio.avic.plugins.module_utils.rules import domain_host
+from ansible_collections.vfio.avic.plugins.module_utils.parse import os_release
+from ansible_collections.vfio.avic.plugins.module_utils.trace import processes
 
 FACTS_SCHEMA = 1
 
@@ -56,37 +58,11 @@ _X2AVIC_MAX_RE = re.compile(r'x2AVIC enabled \(max (\d+) vCPUs\)')
 # The prefix in front of "AVIC enabled": "SVM" before 6.3, "kvm_amd" from 6.3.
 _AVIC_PREFIX_RE = re.compile(r'(?:^|\]\s*)([A-Za-z_][\w-]*): (?:x2)?AVIC enabled', re.M)
 
-# 'kvm' is Proxmox VE's QEMU (/usr/bin/kvm, qemu-server's config_to_command)
-QEMU_NAMES = ('qemu-system-x86_64', 'qemu-kvm', 'qemu-system-i386', 'kvm')
-PVE_QEMU_DIR = '/etc/pve/qemu-server'
-PVE_CPU_MODELS = '/etc/pve/virtual-guest/cpu-models.conf'
 
-
-OS_FAMILIES = (
-    ('Debian', ('debian', 'ubuntu', 'linuxmint', 'pop', 'raspbian', 'devuan', 'proxmox')),
-    ('RedHat', ('fedora', 'rhel', 'centos', 'rocky', 'almalinux', 'ol', 'nobara')),
-    ('Archlinux', ('arch', 'manjaro', 'endeavouros', 'cachyos')),
-    ('Suse', ('opensuse', 'opensuse-leap', 'opensuse-tumbleweed', 'sles', 'suse')),
-)
-
-
-def _os_release(reader):
-    """ID, ID_LIKE, VERSION_ID of /etc/os-release, the Ansible-style family, and Proxmox VE."""
-    values = {}
-    for line in (reader.read('/etc/os-release') or reader.read('/usr/lib/os-release') or '').splitlines():
-        key, sep, value = line.partition('=')
-        if sep:
-            values[key.strip()] = value.strip().strip('"\'')
-    ident = values.get('ID', '').lower()
-    like = values.get('ID_LIKE', '').lower().split()
-    family = None
-    for name, ids in OS_FAMILIES:
-        if ident in ids or any(i in ids for i in like):
-            family = name
-            break
-    return {'id': ident or None, 'id_like': like, 'version_id': values.get('VERSION_ID'),
-            'codename': values.get('VERSION_CODENAME'), 'family': family,
-            'proxmox': bool(reader.which('pveversion') or reader.exists('/etc/pve/.version'))}
+def os_facts(reader):
+    """The distribution of the host (parse/os_release.describe()) and whether it runs Proxmox VE."""
+    return os_release.describe(os_release.parse(os_release.read(reader.read)),
+                               proxmox=reader.which('pveversion') or reader.exists('/etc/pve/.version'))
 
 
 def _kernel(reader):
@@ -244,69 +220,23 @@ def _initramfs(reader):
             'command': reader.which(command) if command else None}
 
 
-def _guest_source(reader, argv, name):
-    """('libvirt'|'proxmox'|'qemu', Proxmox VM ID or None) of a QEMU process: libvirt names its
-    guests '-name guest=...' and keeps /run/libvirt/qemu/<name>.pid; qemu-server passes '-id
-    <vmid>' for /etc/pve/qemu-server/<vmid>.conf."""
-    _program, options = qemu_guest.parse_options(argv)
-    values = dict((opt, value) for opt, value in options if value is not None)
-    vmid = values.get('id')
-    if vmid and vmid.isdigit() and reader.exists('%s/%s.conf' % (PVE_QEMU_DIR, vmid)):
-        return 'proxmox', int(vmid)
-    if (values.get('name') or '').startswith('guest=') or \
-            (name and reader.exists('/run/libvirt/qemu/%s.pid' % name)):
-        return 'libvirt', None
-    return 'qemu', None
-
-
-def _guests(reader):
-    """Running QEMU processes with the guest model of their command line (key '_summary',
-    audited and removed by gather() once the host facts are known)."""
-    guests = []
-    for entry in reader.listdir('/proc'):
-        if not entry.isdigit():
-            continue
-        raw = reader.read('/proc/%s/cmdline' % entry)
-        if not raw:
-            continue
-        argv = [a for a in raw.split('\0') if a]
-        if not argv or os.path.basename(argv[0]) not in QEMU_NAMES:
-            continue
-        name = qemu_guest.guest_name(argv)
-        source, vmid = _guest_source(reader, argv, name)
-        try:
-            summary, error = qemu_guest.qemu_summary(argv), None
-        except qemu_guest.QemuArgvError as exc:
-            summary, error = None, str(exc)
-        guests.append({
-            'pid': int(entry),
-            'name': name,
-            'kvm': bool(summary and summary['type'] == 'kvm'),
-            'source': source,
-            'vmid': vmid,
-            'error': error,
-            '_summary': summary,
-        })
-    return guests
-
-
 def _proxmox_guests(reader, running):
     """Proxmox VE guests defined on this node (/etc/pve/qemu-server/<vmid>.conf), with the
     guest model of their configuration as qemu-server would start them ('_summary')."""
-    if not reader.exists(PVE_QEMU_DIR):
+    if not reader.exists(proxmox_guest.CONF_DIR):
         return None
-    models = reader.read(PVE_CPU_MODELS)
+    models = reader.read(proxmox_guest.CPU_MODELS_FILE)
     guests = []
-    for entry in reader.listdir(PVE_QEMU_DIR):
+    for entry in reader.listdir(proxmox_guest.CONF_DIR):
         vmid = entry[:-len('.conf')] if entry.endswith('.conf') else ''
         if not vmid.isdigit():
             continue
-        text = reader.read('%s/%s' % (PVE_QEMU_DIR, entry))
+        text = reader.read('%s/%s' % (proxmox_guest.CONF_DIR, entry))
         summary, error, name = None, None, None
         try:
-            conf = proxmox_guest.parse_conf(text, '%s/%s' % (PVE_QEMU_DIR, entry))
+            conf = proxmox_guest.parse_conf(text, '%s/%s' % (proxmox_guest.CONF_DIR, entry))
             name = conf.get('name') or 'vm%s' % vmid
-            summary = proxmox_guest.proxmox_summary(conf, int(vmid), models, '%s/%s' % (PVE_QEMU_DIR, entry))
+            summary = proxmox_guest.proxmox_summary(conf, int(vmid), models, '%s/%s' % (proxmox_guest.CONF_DIR, entry))
         except (proxmox_guest.ProxmoxConfigError, qemu_guest.QemuArgvError) as exc:
             error = str(exc)
         guests.append({'vmid': int(vmid), 'name': name, 'running': int(vmid) in running,
@@ -417,7 +347,7 @@ def gather(root='/', run=None, dmesg=True, guests=True, domains=False,
         'schema': FACTS_SCHEMA,
         'root': reader.root,
         'cpu': cpu,
-        'os': _os_release(reader),
+        'os': os_facts(reader),
         'kernel': release,
         'kernel_upstream': upstream,
         'kernel_version': version,
@@ -440,7 +370,7 @@ def gather(root='/', run=None, dmesg=True, guests=True, domains=False,
         'boot_cmdline': _boot_cmdline(reader, run if reader.root == '/' else None),
         'kernel_packages': _kernel_packages(reader),
         'initramfs': _initramfs(reader),
-        'guests': _guests(reader) if guests else None,
+        'guests': processes.running_guests(reader) if guests else None,
         'proxmox_guests': None,
         'libvirt': _libvirt(reader, run),
         'container': _container(reader),

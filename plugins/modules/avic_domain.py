@@ -31,6 +31,7 @@ author:
 extends_documentation_fragment:
   - vfio.avic.root
   - vfio.avic.libvirt_uri
+  - vfio.avic.domain_fix
 options:
   libvirt_uri:
     aliases: [uri]
@@ -50,70 +51,6 @@ options:
     description: Directory for the previous XML of a changed domain.
     type: path
     default: /var/lib/vfio-avic/backups
-  nested:
-    description: The guest runs its own VMs; keep svm.
-    type: bool
-    default: false
-  x2apic:
-    description: C(auto) disables x2apic unless the host has working x2AVIC.
-    type: str
-    choices: [auto, disable, keep]
-    default: auto
-  svm:
-    description:
-      - C(auto) disables svm only where it keeps AVIC off (kernels 5.6 to 5.18 with C(kvm_amd nested=1)),
-        unless O(nested=true); an explicit C(<feature policy='require' name='svm'/>) (nested virtualisation,
-        for Windows VBS, WSL2 or Sandbox) is kept wherever it does not inhibit, with a note.
-      - C(disable) always disables it; C(keep) leaves it.
-    type: str
-    choices: [auto, disable, keep]
-    default: auto
-  pit:
-    description: C(auto) sets the PIT timer to C(tickpolicy='discard').
-    type: str
-    choices: [auto, keep]
-    default: auto
-  hyperv:
-    description:
-      - C(avic) keeps SynIC and stimer and adds C(<avic state='on'/>); C(remove) drops SynIC and stimer;
-        C(auto) uses C(avic) where libvirt (8.10 or later) and QEMU (6.2 or later) support it, else C(remove)
-        (with a note).
-      - On kernels before 5.15 SynIC inhibits AVIC whatever C(<avic state='on'/>) says, so C(auto) removes
-        SynIC and stimer there and C(avic) fails, changing nothing.
-      - The versions are those of the running daemon and hypervisor (C(virsh version --daemon)). An explicit
-        C(avic) on a host that cannot use it fails, naming both versions, and changes nothing.
-    type: str
-    choices: [auto, avic, remove, keep]
-    default: auto
-  vapic:
-    description: C(auto) and C(disable) turn the Hyper-V vapic enlightenment off.
-    type: str
-    choices: [auto, disable, keep]
-    default: auto
-  hypervclock:
-    description: C(auto) adds the hypervclock timer to Windows guests.
-    type: str
-    choices: [auto, keep]
-    default: auto
-  invtsc:
-    description: C(auto) requires invtsc for Windows guests.
-    type: str
-    choices: [auto, keep]
-    default: auto
-  ioapic:
-    description:
-      - C(auto) adds C(<ioapic driver='qemu'/>) (split irqchip) on kernels older than 5.6; C(qemu)
-        always, the workaround for devices that hang with IOMMU AVIC.
-    type: str
-    choices: [auto, qemu, keep]
-    default: auto
-  cpu_mode:
-    description:
-      - C(auto) switches a named CPU model (or a missing C(<cpu>)) to C(host-passthrough), for
-        C(type='kvm') domains only.
-    type: str
-    choices: [auto, keep]
-    default: auto
   restart:
     description:
       - Restart a running guest, gracefully, when it still runs an older definition than the persistent
@@ -138,7 +75,8 @@ attributes:
     support: full
     description: The persistent XML before and after.
 notes:
-  - O(root) is where this host's CPU, kernel and C(kvm_amd) state are read, as M(vfio.avic.avic_facts) does (a recorded fixture tree); C(virsh) still talks to O(libvirt_uri).
+  - O(root) is where this host's CPU, kernel and C(kvm_amd) state are read, as M(vfio.avic.avic_facts)
+    does (a recorded fixture tree); C(virsh) still talks to O(libvirt_uri).
   - Needs C(virsh) (libvirt-clients) on the host.
   - Every option is checked before C(virsh) is looked for or libvirt is asked anything, so a bad value
     is reported as such, also where libvirt is not reachable.
@@ -227,62 +165,38 @@ hv_avic:
 
 import os
 import re
-import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
 
 
 from ansible_collections.vfio.avic.plugins.module_utils.libvirt import domain_fix
+from ansible_collections.vfio.avic.plugins.module_utils.libvirt import versions as libvirt_versions
+from ansible_collections.vfio.avic.plugins.module_utils.libvirt import virsh as libvirt_virsh
 from ansible_collections.vfio.avic.plugins.module_utils import gather as gather_facts
 from ansible_collections.vfio.avic.plugins.module_utils.libvirt import domain_xml as libvirt_domain
 from ansible_collections.vfio.avic.plugins.module_utils.rules import domain_host
 
 FIX_OPTIONS = ('x2apic', 'svm', 'pit', 'hyperv', 'vapic', 'hypervclock', 'invtsc', 'ioapic', 'cpu_mode')
-# virsh domstate words of a domain whose QEMU process runs its live definition
-RUNNING_STATES = ('running', 'idle', 'blocked', 'in shutdown')
-PAUSED_STATES = ('paused', 'pmsuspended')
-STOPPED_STATES = ('shut off', 'crashed')
 
 
-class Virsh(object):
-    def __init__(self, module):
-        self.module = module
-        self.bin = module.get_bin_path('virsh')
-        if not self.bin:
-            module.fail_json(msg='virsh is not installed on this host: install libvirt-clients '
-                                 '(Debian/Ubuntu) or libvirt-client (Fedora/RHEL, Arch, openSUSE)')
-
-    def run(self, *args, **kw):
-        rc, out, err = self.module.run_command([self.bin, '-c', self.module.params['libvirt_uri']] + list(args))
-        if rc != 0 and not kw.get('ok_fail'):
-            text = ' '.join((err or out).split())
-            if 'failed to connect' in text.lower():
-                self.module.fail_json(msg='libvirt is not reachable at %s: %s (is libvirtd running?)'
-                                          % (self.module.params['libvirt_uri'], text), **kw.get('result', {}))
-            self.module.fail_json(msg='virsh %s failed: %s' % (' '.join(args), text), **kw.get('result', {}))
-        return rc, out, err
+def checked(module, virsh, result, *args):
+    """The output of a virsh command that must succeed; else the module fails with ``result``."""
+    try:
+        return virsh.check(*args)
+    except libvirt_virsh.VirshError as exc:
+        module.fail_json(msg=str(exc), **result)
 
 
 def hv_avic_support(virsh):
     """hv_avic_caps() of the running daemon and hypervisor."""
-    _rc, out, _err = virsh.run('version', '--daemon', ok_fail=True)
-    return domain_fix.hv_avic_caps(domain_fix.parse_virsh_version(out))
+    _rc, out, _err = virsh.call('version', '--daemon')
+    return libvirt_versions.hv_avic_caps(libvirt_versions.parse_virsh_version(out))
 
 
-def domstate(virsh, name, result=None):
-    _rc, out, _err = virsh.run('domstate', '--domain', name, result=result or {})
-    return out.strip()
-
-
-def is_active(state):
-    """A running or paused/suspended domain still runs its live (older) definition."""
-    return state in RUNNING_STATES or state in PAUSED_STATES
-
-
-def live_differs(virsh, host, name, persistent_findings):
+def live_differs(module, virsh, host, name, persistent_findings):
     """True when the running guest still has findings its persistent definition no longer has."""
-    _rc, live_xml, _err = virsh.run('dumpxml', '--domain', name)
+    live_xml = checked(module, virsh, {}, 'dumpxml', '--domain', name)
     try:
         live = libvirt_domain.audit_domain(live_xml, host, name)
     except libvirt_domain.DomainXMLError:
@@ -324,18 +238,15 @@ def start_or_restore(module, virsh, name, result, previous_xml):
     """Start the domain; when its new definition does not start (QEMU refuses a feature this host
     lacks, say), define ``previous_xml`` again, start that, and fail with both errors, so that a
     guest that ran before runs again."""
-    rc, _out, err = virsh.run('start', '--domain', name, ok_fail=True)
+    rc, _out, err = virsh.call('start', '--domain', name)
     if rc == 0:
         return
     error = ' '.join((err or '').split())
-    fd, path = tempfile.mkstemp(prefix='vfio-avic-', suffix='.xml')
     try:
-        with os.fdopen(fd, 'w') as handle:
-            handle.write(previous_xml)
-        virsh.run('define', '--file', path, result=result)
-    finally:
-        os.unlink(path)
-    rc, _out, err2 = virsh.run('start', '--domain', name, ok_fail=True)
+        virsh.define(previous_xml)
+    except libvirt_virsh.VirshError as exc:
+        module.fail_json(msg=str(exc), **result)
+    rc, _out, err2 = virsh.call('start', '--domain', name)
     failed = dict(result, changed=True, restarted=False, restart_required=False,
                   findings_after=result.get('findings_before', []))
     module.fail_json(msg='domain %s did not start with the fixed definition (%s). %s' % (
@@ -346,24 +257,19 @@ def start_or_restore(module, virsh, name, result, previous_xml):
 
 
 def restart(module, virsh, name, result, previous_xml):
-    """Shut the domain down gracefully and start it again; on a timeout without force_off it is left
-    running and the module fails with what was already done (changed, backup)."""
-    timeout = module.params['shutdown_timeout']
-    virsh.run('shutdown', '--domain', name, result=result)
-    deadline = time.time() + timeout
-    while True:
-        if domstate(virsh, name, result) in STOPPED_STATES:
-            break
-        if time.time() >= deadline:
-            if not module.params['force_off']:
-                failed = dict(result, restart_required=True, restarted=False)
-                module.fail_json(msg='domain %s did not shut down within %d s: it is left running with its '
-                                     'old definition (the new one is saved); shut it down yourself, or set '
-                                     'force_off: true' % (name, timeout), **failed)
-            virsh.run('destroy', '--domain', name, result=result)
-            break
-        time.sleep(min(2, max(0.1, deadline - time.time())))
-    start_or_restore(module, virsh, name, result, previous_xml)
+    """Shut the domain down gracefully and start it again (libvirt/virsh.restart); on a timeout
+    without force_off it is left running and the module fails with what was already done
+    (changed, backup)."""
+    try:
+        done = libvirt_virsh.restart(virsh, name, module.params['shutdown_timeout'], module.params['force_off'],
+                                     start=lambda domain: start_or_restore(module, virsh, domain, result,
+                                                                           previous_xml))
+    except libvirt_virsh.VirshError as exc:
+        module.fail_json(msg=str(exc), **result)
+    if done['error']:
+        module.fail_json(msg='%s: it is left running with its old definition (the new one is saved); shut '
+                             'it down yourself, or set force_off: true' % done['error'],
+                         **dict(result, restart_required=True, restarted=False))
 
 
 def validate(module):
@@ -393,7 +299,9 @@ def validate(module):
 def run(module):
     params = module.params
     validate(module)
-    virsh = Virsh(module)
+    virsh = libvirt_virsh.Virsh.for_module(module, params['libvirt_uri'])
+    if not virsh.binary:
+        module.fail_json(msg='virsh is not installed on this host: %s' % libvirt_virsh.INSTALL_HINT)
     name = params['name']
     options = dict((k, params[k]) for k in FIX_OPTIONS)
     options['nested'] = params['nested']
@@ -407,19 +315,19 @@ def run(module):
     if not host.get('kernel'):
         module.fail_json(msg='cannot read the running kernel release of this host', **result)
 
-    rc, _out, err = virsh.run('dominfo', '--domain', name, ok_fail=True)
+    rc, out, err = virsh.call('dominfo', '--domain', name)
     if rc != 0:
         if 'failed to connect' in (err or '').lower():
-            virsh.run('dominfo', '--domain', name)
+            module.fail_json(msg=virsh.error(('dominfo', '--domain', name), rc, out, err), **result)
         if not params['xml']:
             module.fail_json(msg='domain %r is not defined at %s (virsh dominfo: %s); give its name as '
                                  '"virsh list --all" shows it' % (name, params['libvirt_uri'], ' '.join(err.split())))
         before_xml = params['xml']
         new = True
     else:
-        _rc, before_xml, _err = virsh.run('dumpxml', '--inactive', '--domain', name)
-        result['domain_state'] = domstate(virsh, name)
-        result['active'] = is_active(result['domain_state'])
+        before_xml = checked(module, virsh, result, 'dumpxml', '--inactive', '--domain', name)
+        result['domain_state'] = checked(module, virsh, result, 'domstate', '--domain', name).strip()
+        result['active'] = libvirt_virsh.is_active(result['domain_state'])
         new = False
     try:
         fixed = domain_fix.fix_domain(before_xml, host, options, caps, name)
@@ -434,16 +342,17 @@ def run(module):
                                'was defined' % name]
         else:
             result['restart_required'] = result['active'] and live_differs(
-                virsh, host, name, fixed['findings_before'])
+                module, virsh, host, name, fixed['findings_before'])
         return result
     result.update(findings_after=fixed['findings_after'], changes=fixed['changes'], notes=list(fixed['notes']))
     if fixed['changed'] or new:
         define(module, virsh, name, host, before_xml, fixed, new, result)
         result['restart_required'] = result['active']
     else:
-        result['restart_required'] = result['active'] and live_differs(virsh, host, name, fixed['findings_after'])
+        result['restart_required'] = result['active'] and live_differs(module, virsh, host, name,
+                                                                       fixed['findings_after'])
     if result['restart_required'] and params['restart']:
-        if result['domain_state'] in PAUSED_STATES:
+        if result['domain_state'] in libvirt_virsh.PAUSED_STATES:
             result['notes'].append('restart: domain %s is %s, so it was not restarted: resume it and run '
                                    'again, or restart it yourself' % (name, result['domain_state']))
         elif module.check_mode:
@@ -452,7 +361,7 @@ def run(module):
         else:
             # what ran until now, to put back should the new definition not start
             previous = before_xml if fixed['changed'] else \
-                virsh.run('dumpxml', '--migratable', '--domain', name, result=result)[1]
+                checked(module, virsh, result, 'dumpxml', '--migratable', '--domain', name)
             restart(module, virsh, name, result, previous)
             result.update(changed=True, restarted=True, restart_required=False)
     return result
@@ -470,14 +379,11 @@ def define(module, virsh, name, host, before_xml, fixed, new, result):
         return
     if not new:
         result['backup'] = write_backup(module.params['backup_dir'], name, before_xml)
-    fd, path = tempfile.mkstemp(prefix='vfio-avic-', suffix='.xml')
     try:
-        with os.fdopen(fd, 'w') as handle:
-            handle.write(fixed['xml'])
-        virsh.run('define', '--file', path, result=dict(result, changed=False))
-    finally:
-        os.unlink(path)
-    _rc, after_xml, _err = virsh.run('dumpxml', '--inactive', '--domain', name, result=result)
+        virsh.define(fixed['xml'])
+    except libvirt_virsh.VirshError as exc:
+        module.fail_json(msg=str(exc), **dict(result, changed=False))
+    after_xml = checked(module, virsh, result, 'dumpxml', '--inactive', '--domain', name)
     result['findings_after'] = libvirt_domain.audit_domain(after_xml, host, name)
 
 

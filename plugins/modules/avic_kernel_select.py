@@ -62,7 +62,7 @@ attributes:
     description: Changes nothing.
 notes:
   - The candidate kernel comes from read-only queries, parsed by the collection's own rules
-    (C(module_utils/plan/kernel)); Debian and Ubuntu C(apt-cache pkgnames), then C(apt-cache policy)
+    (C(module_utils/parse/packages)); Debian and Ubuntu C(apt-cache pkgnames), then C(apt-cache policy)
     for an install candidate (names only provided by other packages do not count); Fedora/RHEL
     C(dnf repoquery --available) (the newest only for O(mode=latest)); Arch C(pacman -Si linux), the
     version of the first repository in C(pacman.conf) order, from the sync database as last refreshed
@@ -136,6 +136,13 @@ installed:
   returned: always
   type: list
   elements: str
+held:
+  description:
+    - The kernel packages on hold, where the plan was made from the C(vfio_avic) fact's dpkg
+      database (the kernel role's O(mode=keep) on Debian); always null from this module.
+  returned: always
+  type: list
+  elements: str
 available:
   description:
     - Kernel releases of exactly the flavour that apt can install (Debian and Ubuntu), the releases of
@@ -164,6 +171,14 @@ grub_os:
   description: The distribution name GRUB's menu titles carry (C(Debian GNU/Linux), C(Arch Linux), C(openSUSE Leap 15.6)).
   returned: always
   type: str
+os:
+  description: The distribution as C(vfio.avic.avic_facts) reports it (C(id), C(id_like), C(version_id), C(codename), C(family), C(proxmox)).
+  returned: always
+  type: dict
+flavour:
+  description: The Debian/Ubuntu kernel flavour used (O(flavour) or the distribution default), null elsewhere.
+  returned: always
+  type: str
 warnings_rules:
   description: Warnings of the kernel rules for the target.
   returned: always
@@ -176,9 +191,13 @@ import re
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vfio.avic.plugins.module_utils.plan import kernel as kernel_plan
-from ansible_collections.vfio.avic.plugins.module_utils.gather import _boot_loader, _os_release
+from ansible_collections.vfio.avic.plugins.module_utils import gather
+from ansible_collections.vfio.avic.plugins.module_utils.gather import _boot_loader
 from ansible_collections.vfio.avic.plugins.module_utils.hostfs import HostFiles
+from ansible_collections.vfio.avic.plugins.module_utils.parse import os_release
+from ansible_collections.vfio.avic.plugins.module_utils.parse import packages as pkg_output
+from ansible_collections.vfio.avic.plugins.module_utils.plan import default_entry
+from ansible_collections.vfio.avic.plugins.module_utils.plan import kernel_select
 
 
 def debian_kernels(module, flavour):
@@ -190,13 +209,13 @@ def debian_kernels(module, flavour):
     rc, out, err = module.run_command(['apt-cache', 'pkgnames', 'linux-image-'])
     if rc != 0:
         module.fail_json(msg='apt-cache pkgnames failed: %s' % (err or out).strip())
-    available = kernel_plan.flavour_releases(out.splitlines(), flavour)
+    available = pkg_output.flavour_releases(out.splitlines(), flavour)
     if available:
         rc, out, err = module.run_command(['apt-cache', 'policy'] + ['linux-image-%s' % r for r in available],
                                           environ_update={'LC_ALL': 'C'})
         if rc != 0:
             module.fail_json(msg='apt-cache policy failed: %s' % (err or out).strip())
-        available = kernel_plan.installable(available, out)
+        available = pkg_output.installable(available, out)
     rc, out, _err = module.run_command(['dpkg-query', '-W', '-f', '${Package} ${db:Status-Abbrev}\\n',
                                         'linux-image-*'])
     installed = []
@@ -215,12 +234,12 @@ def repo_kernels(module, dist, mode, arch):
     Read-only: dnf repoquery, pacman -Si (the sync database as last refreshed; nothing here
     syncs it) or zypper search; run in check mode too.
     """
-    package = kernel_plan.META_PACKAGES[dist]
-    argv = kernel_plan.candidate_query(dist, mode, package)
+    package = kernel_select.META_PACKAGES[dist]
+    argv = pkg_output.candidate_query(dist, mode, package)
     tool = module.get_bin_path(argv[0])
     if not tool:
-        module.fail_json(msg='%s not found: avic_kernel_mode %s reads the kernel the repositories offer '
-                             'with `%s` before installing; install %s or use avic_kernel_mode: keep'
+        module.fail_json(msg='%s not found: mode %s reads the kernel the repositories offer '
+                             'with `%s` before installing; install %s or use mode keep'
                              % (argv[0], mode, ' '.join(argv), argv[0]), changed=False)
     rc, out, err = module.run_command([tool] + argv[1:], environ_update={'LC_ALL': 'C', 'LANG': 'C'})
     # pacman -Si exits 1 for a package no repository has, zypper search 104 when nothing
@@ -229,8 +248,8 @@ def repo_kernels(module, dist, mode, arch):
     if rc != 0 and not missing:
         module.fail_json(msg='`%s` failed (rc %d): %s' % (' '.join(argv), rc, (err or out).strip()),
                          changed=False)
-    return argv, kernel_plan.repo_candidates(dist, '' if dist == 'Archlinux' and missing else out,
-                                             package, arch)
+    return argv, pkg_output.repo_candidates(dist, '' if dist == 'Archlinux' and missing else out,
+                                            package, arch)
 
 
 def arch_kernels(reader):
@@ -246,44 +265,39 @@ def arch_kernels(reader):
 def run(module):
     params = module.params
     reader = HostFiles()
-    osr = _os_release(reader)
+    osr = gather.os_facts(reader)
     running, machine = os.uname()[2], os.uname()[4]
     if not osr['family']:
         module.fail_json(msg='unsupported distribution %r: the kernel role knows Debian, Ubuntu, Proxmox, '
                              'Fedora/RHEL, Arch and openSUSE' % osr['id'])
     boot_loader = _boot_loader(reader)['kind']
     try:
-        dist = kernel_plan.distro(osr['family'], osr['id'], osr['proxmox'])
-        flavour = params['flavour'] or kernel_plan.DEFAULT_FLAVOUR.get(dist)
+        dist = kernel_select.distro(osr['family'], osr['id'], osr['proxmox'])
+        flavour = params['flavour'] or kernel_select.DEFAULT_FLAVOUR.get(dist)
         installed, available, query, candidates = [], None, None, None
         if dist in ('debian', 'ubuntu'):
             installed, available = debian_kernels(module, flavour)
         if params['mode'] == 'version':
-            kernel_plan.check_version_string(params['version'])
-            kernel_plan.packages(dist, 'version', params['version'], running, flavour)
-        if params['mode'] != 'keep' and dist in kernel_plan.CANDIDATE_TOOLS:
+            kernel_select.check_version_string(params['version'])
+            kernel_select.packages(dist, 'version', params['version'], running, flavour)
+        if params['mode'] != 'keep' and dist in pkg_output.CANDIDATE_TOOLS:
             query, candidates = repo_kernels(module, dist, params['mode'], machine)
             available = [item['release'] for item in candidates]
-        os_name = kernel_plan.grub_os_name(
-            dist, kernel_plan.os_release_values(reader.read('/etc/os-release') or
-                                                reader.read('/usr/lib/os-release')),
-            kernel_plan.grub_distributor(reader.read('/etc/default/grub')))
-        plan = kernel_plan.plan(
+        os_name = default_entry.grub_os_name(
+            dist, os_release.parse(os_release.read(reader.read)),
+            default_entry.grub_distributor(reader.read('/etc/default/grub')))
+        plan = kernel_select.plan(
             osr['family'], params['mode'], running, osr['id'], osr['proxmox'], params['version'],
             available, flavour, params['minimum'], params['allow_old'], params['refuse_known_issues'],
             boot_loader, os_name, arch_kernels(reader) if dist == 'Archlinux' else None,
             candidates, machine)
-    except kernel_plan.PlanError as exc:
-        module.fail_json(msg=str(exc))
+    except (kernel_select.PlanError, pkg_output.PackageOutputError) as exc:
+        module.fail_json(msg=str(exc), field=getattr(exc, 'field', None))
     if plan['validation']['refusals']:
         module.fail_json(msg=' '.join(plan['validation']['refusals']), running=running,
                          target=plan['target'], candidates=candidates, changed=False)
-    return dict(changed=False, running=running, target=plan['target'], dist=plan['dist'],
-                packages=plan['packages'], install=plan['install'], candidate=plan['candidate'],
-                candidates=candidates, query=query,
-                installed=installed, available=available, pin=plan['pin'],
-                default_entry=plan['default_entry'], warnings_rules=plan['validation']['warnings'],
-                os=osr, flavour=flavour, boot_loader=boot_loader, grub_os=os_name)
+    return dict(kernel_select.selection(plan, running, osr, flavour, installed, None, available,
+                                        candidates, query, boot_loader, os_name), changed=False)
 
 
 def main():

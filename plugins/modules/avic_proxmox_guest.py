@@ -194,9 +194,10 @@ from ansible_collections.vfio.avic.plugins.module_utils import gather as gather_
 from ansible_collections.vfio.avic.plugins.module_utils.guests import proxmox as proxmox_guest
 from ansible_collections.vfio.avic.plugins.module_utils.hostfs import HostFiles
 from ansible_collections.vfio.avic.plugins.module_utils.rules import domain_host
+from ansible_collections.vfio.avic.plugins.module_utils.guests import proxmox_fix
 
-CONF_DIR = gather_facts.PVE_QEMU_DIR
-CPU_MODELS = gather_facts.PVE_CPU_MODELS
+CONF_DIR = proxmox_guest.CONF_DIR
+CPU_MODELS = proxmox_guest.CPU_MODELS_FILE
 VMID_RANGE = (100, 999999999)  # pve-vmid (PVE::JSONSchema)
 _QEMU_VERSION_RE = re.compile(r'version (\d+\.\d+(?:\.\d+)?)')
 
@@ -301,13 +302,13 @@ def run(module):
     try:
         conf = proxmox_guest.parse_conf(text, what)
         result['name'] = conf.get('name') or result['name']
-        plan = proxmox_guest.fix_plan(conf, host, vmid, models_text, what,
-                                      params['hyperv'] if params['state'] == 'fixed' else 'keep')
+        plan = proxmox_fix.fix_plan(conf, host, vmid, models_text, what,
+                                    params['hyperv'] if params['state'] == 'fixed' else 'keep')
         current = proxmox_guest.audit_proxmox(current_text, host, vmid, models_text, what) if running else []
         new_models = None
         if plan['cpu_model'] and params['state'] == 'fixed':
-            new_models = proxmox_guest.merge_cpu_model(models_text, plan['cpu_model']['name'],
-                                                       plan['cpu_model']['text'])
+            new_models = proxmox_fix.merge_cpu_model(models_text, plan['cpu_model']['name'],
+                                                     plan['cpu_model']['text'])
     except (proxmox_guest.ProxmoxConfigError, domain_host.HostFactsError) as exc:
         module.fail_json(msg=str(exc), **result)
     result.update(findings_before=plan['findings'], findings_after=plan['findings'])
@@ -407,7 +408,7 @@ def main():
         argument_spec=dict(
             vmid=dict(type='int', required=True),
             state=dict(type='str', default='audited', choices=['audited', 'fixed']),
-            hyperv=dict(type='str', default='auto', choices=list(proxmox_guest.HYPERV_CHOICES)),
+            hyperv=dict(type='str', default='auto', choices=list(proxmox_fix.HYPERV_CHOICES)),
             qemu_version=dict(type='str'),
             restart=dict(type='bool', default=False),
             force_stop=dict(type='bool', default=False),

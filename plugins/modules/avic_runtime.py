@@ -274,101 +274,14 @@ message:
 '''
 
 import signal
-import time
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.vfio.avic.plugins.module_utils.libvirt import virsh as libvirt_virsh
+from ansible_collections.vfio.avic.plugins.module_utils.trace import capture
 from ansible_collections.vfio.avic.plugins.module_utils.trace import tracefs as tracing
 
 SIGNALS = tuple(getattr(signal, name) for name in ('SIGTERM', 'SIGINT', 'SIGHUP') if hasattr(signal, name))
-
-
-class Restarter(object):
-    """Gracefully restart one libvirt domain through virsh; never forces it off."""
-
-    def __init__(self, module, domain, uri, timeout, interrupted):
-        self.module = module
-        self.domain = domain
-        self.uri = uri
-        self.timeout = timeout
-        self.interrupted = interrupted
-        self.virsh = module.get_bin_path('virsh')
-
-    def virsh_run(self, *args):
-        return self.module.run_command([self.virsh, '-c', self.uri] + list(args), check_rc=False,
-                                       environ_update={'LC_ALL': 'C'})
-
-    def state(self):
-        rc, out, err = self.virsh_run('domstate', '--', self.domain)
-        if rc != 0:
-            return None, (err or out).strip()
-        return out.strip(), None
-
-    def preflight(self):
-        if not self.virsh:
-            self.module.fail_json(msg='restart_to_capture needs virsh to restart domain %r: install '
-                                      'libvirt-clients, or leave restart_to_capture off' % self.domain)
-        state, error = self.state()
-        if state is None:
-            self.module.fail_json(msg='domain %r: virsh -c %s domstate failed: %s; check the domain '
-                                      'name and libvirt_uri' % (self.domain, self.uri, error))
-        if state != 'running':
-            self.module.fail_json(msg='domain %r is %s, not running: restart_to_capture restarts a '
-                                      'running guest only; start it yourself and sample its start'
-                                  % (self.domain, state))
-
-    def __call__(self):
-        started = time.time()
-        rc, out, err = self.virsh_run('shutdown', '--', self.domain)
-        if rc != 0:
-            return {'error': 'virsh shutdown %s failed: %s' % (self.domain, (err or out).strip())}
-        while True:
-            state, _error = self.state()
-            if state == 'shut off':
-                break
-            if self.interrupted():
-                return {'error': 'interrupted while %s was shutting down (state %s); it was not '
-                                 'started again' % (self.domain, state)}
-            if time.time() - started > self.timeout:
-                return {'error': '%s did not shut down within restart_timeout=%d s (state %s); it '
-                                 'was not forced off' % (self.domain, self.timeout, state)}
-            time.sleep(1)
-        shutdown_seconds = round(time.time() - started, 1)
-        rc, out, err = self.virsh_run('start', '--', self.domain)
-        if rc != 0:
-            return {'error': 'virsh start %s failed after its shutdown: %s' % (self.domain, (err or out).strip()),
-                    'shutdown_seconds': shutdown_seconds}
-        return {'shutdown_seconds': shutdown_seconds}
-
-
-RESTART_OPTIONS = ('restart_to_capture', 'restart', 'domain')
-
-
-def incomplete_restart_request(params):
-    """An error when a restart during the sample is asked for only in part, else None.
-
-    The one way to ask: restart_to_capture: true, restart: true (the consent) and domain, together.
-    """
-    given = [k for k in RESTART_OPTIONS if params[k]]
-    if not given or len(given) == len(RESTART_OPTIONS):
-        return None
-    missing = [k for k in RESTART_OPTIONS if not params[k]]
-    return ('a restart during the sample needs restart_to_capture: true, restart: true and domain '
-            'together; %s given, %s missing: add %s, or leave out %s (nothing was sampled or '
-            'restarted)' % (', '.join(given), ', '.join(missing), ' and '.join(missing), ', '.join(given)))
-
-
-def restart_plan(params, check_mode):
-    """(do the restart, the 'restart' result block before the sample); the request is complete."""
-    block = {'requested': bool(params['restart_to_capture']), 'performed': False,
-             'domain': params['domain'], 'reason': None, 'shutdown_seconds': None}
-    if not params['restart_to_capture']:
-        block['reason'] = 'not requested'
-        return False, block
-    if check_mode:
-        block['reason'] = 'check mode: %s would be restarted' % params['domain']
-        return False, block
-    return True, block
 
 
 def main():
@@ -387,7 +300,7 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    incomplete = incomplete_restart_request(params)
+    incomplete = capture.incomplete_request(params)
     if incomplete:
         module.fail_json(msg=incomplete)
     duration = params['duration']
@@ -398,7 +311,7 @@ def main():
         module.fail_json(msg='restart_timeout=%d must be at least 1 second' % params['restart_timeout'])
     tracefs = None if params['tracefs'] in (None, '', 'auto') else params['tracefs']
 
-    do_restart, restart_block = restart_plan(params, module.check_mode)
+    do_restart, restart_block = capture.restart_plan(params, module.check_mode)
 
     received = []
 
@@ -410,9 +323,11 @@ def main():
 
     restarter = None
     if do_restart:
-        restarter = Restarter(module, params['domain'], params['libvirt_uri'], params['restart_timeout'],
-                              interrupted)
-        restarter.preflight()
+        restarter = capture.Restarter(libvirt_virsh.Virsh.for_module(module, params['libvirt_uri']),
+                                      params['domain'], params['restart_timeout'], interrupted)
+        refused = restarter.preflight()
+        if refused:
+            module.fail_json(msg=refused)
 
     def run(argv):
         return module.run_command(argv, check_rc=False, environ_update={'LC_ALL': 'C'})

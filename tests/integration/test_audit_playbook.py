@@ -66,8 +66,9 @@ def test_audit_says_how_to_turn_runtime_sampling_on_when_guests_run(running_gues
 
 
 def test_audit_without_running_guests_gives_no_hint(tmp_path):
-    from ansible_collections.vfio.avic.plugins.module_utils.trace import tracefs  # pylint: disable=import-outside-toplevel
-    if tracefs.running_guests():
+    from ansible_collections.vfio.avic.plugins.module_utils.hostfs import HostFiles  # pylint: disable=import-outside-toplevel
+    from ansible_collections.vfio.avic.plugins.module_utils.trace import processes  # pylint: disable=import-outside-toplevel
+    if processes.running_guests(HostFiles()):
         pytest.skip('QEMU guests run on this machine')
     out, _report = audit(tmp_path)
     assert HINT not in out

@@ -23,6 +23,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 
 from conftest import COLLECTIONS, run_ansible_module  # noqa: E402 pylint: disable=wrong-import-position
 from ansible_collections.vfio.avic.plugins.module_utils.trace import tracefs  # noqa: E402 pylint: disable=wrong-import-position,wrong-import-order
+from ansible_collections.vfio.avic.plugins.module_utils.trace import processes  # noqa: E402 pylint: disable=wrong-import-position,wrong-import-order
+from ansible_collections.vfio.avic.plugins.module_utils.hostfs import HostFiles  # noqa: E402 pylint: disable=wrong-import-position,wrong-import-order
 
 TRACING = '/sys/kernel/tracing'
 TOP_FILES = ('tracing_on', 'current_tracer', 'set_event', 'buffer_size_kb', 'options/record-tgid',
@@ -80,7 +82,7 @@ def test_unmounted_tracefs_is_mounted_for_the_sample_and_unmounted_again(tracefs
     assert 'SUCCESS' in status, result
     assert result['changed'] is False and result['state_restored'] is True
     assert result['sampled'] is True and result['tracepoints_available']['kvm_apic_accept_irq'] is True
-    running = sorted(g['pid'] for g in tracefs.running_guests())
+    running = sorted(g['pid'] for g in processes.running_guests(HostFiles()))
     if running:  # guests of another run on this machine (a TCG lab VM): each is reported
         assert sorted(g['pid'] for g in result['guests']) == running, result['guests']
         assert all(g['verdict'] in ('avic_active', 'avic_inhibited', 'no_data') for g in result['guests'])
@@ -280,7 +282,7 @@ def test_restart_to_capture_without_restart_leaves_the_guest_alone(tracefs, tmp_
                                         'duration=1 restart_to_capture=true restart=true domain=win11 '
                                         'restart_timeout=1')
     assert 'FAILED' in status and result['restart']['performed'] is False
-    assert log.read_text().splitlines()[:2] == ['-c qemu:///system domstate -- win11',
-                                                '-c qemu:///system shutdown -- win11']
-    assert 'did not shut down within restart_timeout=1' in result['msg']
+    assert log.read_text().splitlines()[:2] == ['-c qemu:///system domstate --domain win11',
+                                                '-c qemu:///system shutdown --domain win11']
+    assert 'did not shut down within 1 s' in result['msg'] and 'restart_timeout=1' in result['msg']
     assert snapshot() == before

@@ -15,6 +15,7 @@ from ansible_collections.vfio.avic.plugins.module_utils.rules import cpu as cpu_
 
 from ansible_collections.vfio.avic.plugins.module_utils.libvirt import domain_fix as fix
 from ansible_collections.vfio.avic.plugins.module_utils.libvirt import domain_xml as libvirt_domain
+from ansible_collections.vfio.avic.plugins.module_utils.libvirt import versions as libvirt_versions
 
 from conftest import REPO
 
@@ -214,7 +215,7 @@ def test_hyperv_passthrough_is_left_with_a_note():
 
 def test_hyperv_passthrough_takes_qemu_from_virsh_version():
     """QEMU 7.2 on 6.1: passthrough includes hv-avic, so it is no inhibit and needs no note."""
-    caps = fix.hv_avic_caps(fix.parse_virsh_version(VIRSH_VERSION['debian12']))
+    caps = libvirt_versions.hv_avic_caps(libvirt_versions.parse_virsh_version(VIRSH_VERSION['debian12']))
     result = fix.fix_domain(read('hyperv_passthrough.xml'), ZEN2_61, caps=caps)
     assert [f['severity'] for f in result['findings_after'] if f['id'] == 'hyperv_passthrough'] == ['info']
     assert result['notes'] == [] and result['changed'] is False
@@ -234,7 +235,7 @@ VIRSH_VERSION = {
 
 
 def test_explicit_hyperv_avic_on_an_old_libvirt_is_refused_and_auto_falls_back():
-    caps = fix.hv_avic_caps(fix.parse_virsh_version(VIRSH_VERSION['libvirt8']))
+    caps = libvirt_versions.hv_avic_caps(libvirt_versions.parse_virsh_version(VIRSH_VERSION['libvirt8']))
     assert caps['hv_avic'] is False
     xml = read('seed_windows_before.xml')
     with pytest.raises(fix.HvAvicUnsupported) as err:
@@ -248,7 +249,7 @@ def test_explicit_hyperv_avic_on_an_old_libvirt_is_refused_and_auto_falls_back()
     assert [n for n in auto['notes'] if 'libvirt 8.0.0 is older than 8.10' in n]
     # no SynIC to keep: hyperv=avic has nothing to do, so it does not fail
     assert fix.fix_domain(read('clean_windows.xml'), ZEN2_61, {'hyperv': 'avic'}, caps=caps)['changed'] is False
-    good = fix.hv_avic_caps(fix.parse_virsh_version(VIRSH_VERSION['debian12']))
+    good = libvirt_versions.hv_avic_caps(libvirt_versions.parse_virsh_version(VIRSH_VERSION['debian12']))
     done = fix.fix_domain(xml, ZEN2_61, {'hyperv': 'avic'}, caps=good, name='win10')
     assert ET.fromstring(done['xml']).find('features/hyperv/avic').get('state') == 'on'
 

@@ -170,13 +170,16 @@ def test_capabilities_follow_the_milestones():
     assert caps['x2avic'] and caps['nested_coexist'] and not caps['avic_auto']
 
 
-def test_kernel_meets_minimum_is_overridable():
-    assert kernel_rules.kernel_meets('4.4.0')[0] is False
-    assert kernel_rules.kernel_meets('4.4.0', minimum='4.0')[0] is True
-    ok, reasons = kernel_rules.kernel_meets('5.6.12', allow_known_issues=False)
-    assert not ok and 'lazy EOI' in reasons[0]
-    assert kernel_rules.kernel_meets('5.6.12')[0] is True
-    assert kernel_rules.kernel_meets('5.4.40', allow_known_issues=False)[0] is True
+def test_kernel_validation_minimum_and_known_issues_are_overridable():
+    # the one place that decides whether a kernel may be used: plan/kernel_select.validate
+    from ansible_collections.vfio.avic.plugins.module_utils.plan import kernel_select
+    assert kernel_select.validate('4.4.0')['ok'] is False
+    assert kernel_select.validate('4.4.0', minimum='4.0')['ok'] is True
+    assert kernel_select.validate('4.4.0', allow_old=True)['ok'] is True
+    refused = kernel_select.validate('5.6.12', refuse_known_issues=True)
+    assert not refused['ok'] and 'lazy EOI' in refused['refusals'][0]
+    assert kernel_select.validate('5.6.12')['ok'] is True
+    assert kernel_select.validate('5.4.40', minimum='4.7', refuse_known_issues=True)['ok'] is True
 
 
 def test_at_least():

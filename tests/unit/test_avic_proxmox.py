@@ -22,6 +22,7 @@ from ansible_collections.vfio.avic.plugins.module_utils import gather as gather_
 from ansible_collections.vfio.avic.plugins.module_utils.guests import proxmox as proxmox_guest
 from ansible_collections.vfio.avic.plugins.module_utils.guests import qemu as qemu_guest
 from ansible_collections.vfio.avic.plugins.plugin_utils import report as reporting
+from ansible_collections.vfio.avic.plugins.module_utils.guests import proxmox_fix
 
 from conftest import REPO, write_host_tree
 
@@ -217,7 +218,7 @@ def test_a_restarted_guest_is_no_longer_restart_required(tmp_path):
      ['invtsc_missing']),
 ])
 def test_fix_plan_goes_through_qm_set_and_a_custom_model(name, fixes, remaining):
-    plan = proxmox_guest.fix_plan(read(name), dict(ZEN3_61, qemu='9.2'), 8006)
+    plan = proxmox_fix.fix_plan(read(name), dict(ZEN3_61, qemu='9.2'), 8006)
     assert plan['fixes'] == fixes and plan['remaining'] == remaining
     model = plan['cpu_model']
     assert plan['qm_set'][:2] == ['--cpu', 'custom-%s' % model['name']]
@@ -229,10 +230,10 @@ def test_fix_plan_goes_through_qm_set_and_a_custom_model(name, fixes, remaining)
 
 
 def test_fix_plan_keeps_the_users_args_and_changes_nothing_on_a_clean_guest():
-    plan = proxmox_guest.fix_plan('ostype: l26\ncpu: host\nargs: -no-reboot\n', ZEN4_68, 101)
+    plan = proxmox_fix.fix_plan('ostype: l26\ncpu: host\nargs: -no-reboot\n', ZEN4_68, 101)
     assert plan['qm_set'][-2:] == ['--args', '-no-reboot -global kvm-pit.lost_tick_policy=discard']
     clean = 'ostype: l26\ncpu: host\nargs: -cpu host,-svm -global kvm-pit.lost_tick_policy=discard\n'
-    assert proxmox_guest.fix_plan(clean, ZEN4_68, 102)['qm_set'] == []
+    assert proxmox_fix.fix_plan(clean, ZEN4_68, 102)['qm_set'] == []
 
 
 # qemu-server's configurations -> the exact qm set arguments and cpu-models.conf section on a
@@ -270,45 +271,45 @@ def test_every_configuration_of_the_corpus_has_a_plan():
 def test_exact_qm_set_and_cpu_model_of_the_corpus(name):
     qm_set, model_text = PLANS[name]
     host = dict(ZEN3_61, qemu='9.2')
-    plan = proxmox_guest.fix_plan(read(name), host, 8006, MODELS)
+    plan = proxmox_fix.fix_plan(read(name), host, 8006, MODELS)
     assert plan['qm_set'] == qm_set
     assert (plan['cpu_model'] or {}).get('text') == model_text
-    models = proxmox_guest.merge_cpu_model(MODELS, plan['cpu_model']['name'], model_text) if model_text else MODELS
+    models = proxmox_fix.merge_cpu_model(MODELS, plan['cpu_model']['name'], model_text) if model_text else MODELS
     # the fixed configuration (as qm set leaves it) has none of the fixed findings, and a second
     # plan on it changes nothing
     after = ids(proxmox_guest.audit_proxmox(plan['conf'], host, 8006, models))
     assert not set(plan['fixes']) & set(after)
-    assert proxmox_guest.fix_plan(plan['conf'], host, 8006, models)['qm_set'] == []
+    assert proxmox_fix.fix_plan(plan['conf'], host, 8006, models)['qm_set'] == []
 
 
 def test_per_host_decisions_for_windows():
     win = read('win11-amd-host-11.0+pve2.conf')
     # x2AVIC host (Zen 4, 6.8): x2apic kept, hv-avic only
-    plan = proxmox_guest.fix_plan(win, dict(ZEN4_68, qemu='9.2'), 100)
+    plan = proxmox_fix.fix_plan(win, dict(ZEN4_68, qemu='9.2'), 100)
     assert plan['cpu_model']['text'].split('\n')[1] == '    flags +hv-avic'
     # kernel 5.4 with nested=1: svm inhibits and SynIC inhibits whatever hv-avic says
-    plan = proxmox_guest.fix_plan(win, dict(OLD_54, qemu='9.2'), 100)
+    plan = proxmox_fix.fix_plan(win, dict(OLD_54, qemu='9.2'), 100)
     assert plan['cpu_model']['text'].split('\n')[1] == '    flags -svm;-hv-synic;-hv-stimer'
     assert 'older than 5.15' in plan['notes'][0] and 'hyperv_synic' in plan['fixes']
     # QEMU 6.1 has no hv-avic: SynIC and stimer off; hyperv: avic refused, keep leaves them
-    plan = proxmox_guest.fix_plan(win, dict(ZEN4_68, qemu='6.1'), 100)
+    plan = proxmox_fix.fix_plan(win, dict(ZEN4_68, qemu='6.1'), 100)
     assert plan['cpu_model']['text'].split('\n')[1] == '    flags -hv-synic;-hv-stimer'
     with pytest.raises(proxmox_guest.ProxmoxConfigError, match='hyperv: avic needs QEMU 6.2'):
-        proxmox_guest.fix_plan(win, dict(ZEN4_68, qemu='6.1'), 100, hyperv='avic')
+        proxmox_fix.fix_plan(win, dict(ZEN4_68, qemu='6.1'), 100, hyperv='avic')
     with pytest.raises(proxmox_guest.ProxmoxConfigError, match='before 5.15'):
-        proxmox_guest.fix_plan(win, dict(OLD_54, qemu='9.2'), 100, hyperv='avic')
-    assert proxmox_guest.fix_plan(win, dict(ZEN4_68, qemu='6.1'), 100, hyperv='keep')['qm_set'] == []
+        proxmox_fix.fix_plan(win, dict(OLD_54, qemu='9.2'), 100, hyperv='avic')
+    assert proxmox_fix.fix_plan(win, dict(ZEN4_68, qemu='6.1'), 100, hyperv='keep')['qm_set'] == []
     with pytest.raises(proxmox_guest.ProxmoxConfigError, match='hyperv must be one of'):
-        proxmox_guest.fix_plan(win, ZEN4_68, 100, hyperv='on')
+        proxmox_fix.fix_plan(win, ZEN4_68, 100, hyperv='on')
 
 
 def test_merge_cpu_model_keeps_every_model():
     section = 'cpu-model: avic-kvm64-6a45a0\n    flags -x2apic\n    reported-model kvm64\n\n'
-    merged = proxmox_guest.merge_cpu_model(MODELS, 'avic-kvm64-6a45a0', section)
+    merged = proxmox_fix.merge_cpu_model(MODELS, 'avic-kvm64-6a45a0', section)
     assert merged.startswith(MODELS) and merged.endswith(section)
     assert sorted(proxmox_guest.parse_cpu_models(merged)) == ['alldefault', 'avic-kvm64-6a45a0', 'qemu64']
-    assert proxmox_guest.merge_cpu_model(merged, 'avic-kvm64-6a45a0', section) == merged
-    assert proxmox_guest.merge_cpu_model(None, 'avic-kvm64-6a45a0', section) == section
+    assert proxmox_fix.merge_cpu_model(merged, 'avic-kvm64-6a45a0', section) == merged
+    assert proxmox_fix.merge_cpu_model(None, 'avic-kvm64-6a45a0', section) == section
     with pytest.raises(proxmox_guest.ProxmoxConfigError, match='already has a different cpu-model'):
-        proxmox_guest.merge_cpu_model(merged.replace('    flags -x2apic\n    reported-model kvm64',
-                                                     '    reported-model EPYC'), 'avic-kvm64-6a45a0', section)
+        proxmox_fix.merge_cpu_model(merged.replace('    flags -x2apic\n    reported-model kvm64',
+                                                   '    reported-model EPYC'), 'avic-kvm64-6a45a0', section)

@@ -18,7 +18,7 @@ import sys
 
 import pytest
 
-from ansible_collections.vfio.avic.plugins.module_utils.guests import proxmox as proxmox_guest
+from ansible_collections.vfio.avic.plugins.module_utils.guests import proxmox_fix
 
 from conftest import REPO, fixture_text, run_module_direct, write_host_tree
 
@@ -179,8 +179,8 @@ def test_bad_options_are_refused_by_name_and_change_nothing(pve, bad, words):
 
 
 def test_a_different_model_of_the_same_name_is_never_overwritten(pve):
-    plan = proxmox_guest.fix_plan(conf(pve, 100), {'kernel': '6.1.0-26-amd64', 'avic': True, 'x2avic': False,
-                                                   'qemu': '9.2'}, 100)
+    plan = proxmox_fix.fix_plan(conf(pve, 100), {'kernel': '6.1.0-26-amd64', 'avic': True, 'x2avic': False,
+                                                 'qemu': '9.2'}, 100)
     taken = models(pve) + '\ncpu-model: %s\n    reported-model EPYC\n' % plan['cpu_model']['name']
     with open(os.path.join(pve['root'], 'etc/pve/virtual-guest/cpu-models.conf'), 'w') as handle:
         handle.write(taken)

@@ -26,6 +26,7 @@ from ansible_collections.vfio.avic.plugins.module_utils.rules import domain as d
 from ansible_collections.vfio.avic.plugins.module_utils import gather as gather_facts
 from ansible_collections.vfio.avic.plugins.module_utils.guests import qemu as qemu_guest
 from ansible_collections.vfio.avic.plugins.module_utils.libvirt import domain_xml as libvirt_domain
+from ansible_collections.vfio.avic.plugins.module_utils.trace import processes
 
 from conftest import REPO
 
@@ -272,7 +273,7 @@ def test_a_running_qemu_process_is_audited_by_avic_facts():
         for _attempt in range(50):
             if proc.poll() is not None:
                 pytest.fail('QEMU exited with %s: %s' % (proc.returncode, proc.stderr.read().decode()))
-            guests = gather_facts._guests(HostFiles(root='/'))
+            guests = processes.running_guests(HostFiles(root='/'))
             guest = next((g for g in guests if g['pid'] == proc.pid), None)
             if guest is not None:
                 break

@@ -190,7 +190,7 @@ def test_restart_with_consent_goes_through_virsh(tmp_path):
     """The control for the two tests above: the same fake virsh is used when consent is given."""
     result, calls = run_runtime_module(tmp_path, {'restart_to_capture': True, 'restart': True,
                                                   'domain': 'win11', 'libvirt_uri': 'qemu:///system'})
-    assert calls == ['-c qemu:///system domstate -- win11', '-c qemu:///system shutdown -- win11',
-                     '-c qemu:///system domstate -- win11', '-c qemu:///system start -- win11']
+    assert calls == ['-c qemu:///system domstate --domain win11', '-c qemu:///system shutdown --domain win11',
+                     '-c qemu:///system domstate --domain win11', '-c qemu:///system start --domain win11']
     assert result['changed'] is True and result['restart']['performed'] is True, result
     assert result['state_restored'] is True

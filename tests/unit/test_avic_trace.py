@@ -9,7 +9,9 @@ import os
 
 import pytest
 
+from ansible_collections.vfio.avic.plugins.module_utils.trace import events as trace_events
 from ansible_collections.vfio.avic.plugins.module_utils.trace import verdict as trace
+from ansible_collections.vfio.avic.plugins.module_utils.trace import inhibits as trace_inhibits
 
 from conftest import REPO
 
@@ -82,7 +84,7 @@ def test_module_avic_off_is_a_host_reason():
 
 
 def test_every_inhibit_name_of_6_18_is_decoded():
-    assert trace.inhibit_table('6.18.0')[0] == INHIBITS_6_18
+    assert trace_inhibits.inhibit_table('6.18.0')[0] == INHIBITS_6_18
     _result, guests = evaluate('all_inhibits_6.18')
     events = guests['kitchen-sink']['inhibit_events']
     set_names = [e['reason_name'] for e in events if e['set']]
@@ -92,9 +94,9 @@ def test_every_inhibit_name_of_6_18_is_decoded():
     assert guests['kitchen-sink']['verdict'] == 'no_data', 'everything was cleared again'
     assert reason_names(guests['held-reasons']) == ['DISABLED', 'PHYSICAL_ID_TOO_BIG', 'PIT_REINJ']
     for name in INHIBITS_6_18:
-        info = trace.reason_info(name)
+        info = trace_inhibits.reason_info(name)
         assert info['name'] == name and info['meaning']
-    assert trace.reason_info('IRQWIN')['transient'] is True
+    assert trace_inhibits.reason_info('IRQWIN')['transient'] is True
 
 
 def test_kernels_without_names_use_the_series_enum():
@@ -137,5 +139,5 @@ def test_garbage_lines_are_counted_not_fatal():
     'inhibits=0x200 PIT_REINJ',
 ])
 def test_parse_line_reads_comm_tid_and_event(line):
-    parsed = trace.parse_line(line)
+    parsed = trace_events.parse_line(line)
     assert parsed is not None and parsed['event'].startswith('kvm_apicv_')

@@ -12,6 +12,7 @@ import re
 import yaml
 
 from ansible_collections.vfio.avic.plugins.module_utils import gather as gather_facts
+from ansible_collections.vfio.avic.plugins.module_utils.parse import os_release
 from ansible_collections.vfio.avic.plugins.module_utils.plan import host as host_plan
 
 from conftest import REPO
@@ -36,7 +37,7 @@ def test_every_vars_file_loads_and_names_only_role_variables():
         assert isinstance(data, dict) and data, name
         assert all(k.startswith('avic_host_') for k in data), name
     # the families avic_facts reports are the files preflight.yml looks for
-    assert set(f for f, _ids in gather_facts.OS_FAMILIES) <= set(files)
+    assert set(f for f, _ids in os_release.OS_FAMILIES) <= set(files)
 
 
 def test_boot_loader_commands_per_family():

@@ -17,7 +17,11 @@ import yaml
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.vfio.avic.plugins.filter import avic_kernel as kernel_filters
-from ansible_collections.vfio.avic.plugins.module_utils.plan import kernel as kp
+from ansible_collections.vfio.avic.plugins.module_utils.parse import os_release as os_release_file
+from ansible_collections.vfio.avic.plugins.module_utils.parse import packages as pk
+from ansible_collections.vfio.avic.plugins.module_utils.plan import default_entry as de
+from ansible_collections.vfio.avic.plugins.module_utils.plan import kernel_pin
+from ansible_collections.vfio.avic.plugins.module_utils.plan import kernel_select as kp
 
 from conftest import REPO
 
@@ -113,11 +117,11 @@ PRETTY_NAME="openSUSE Tumbleweed"
 
 
 def test_grub_distributor_is_read_only_when_literal():
-    assert kp.grub_distributor(DEBIAN_DEFAULT_GRUB) is None      # computed by the shell
-    assert kp.grub_distributor(ARCH_DEFAULT_GRUB) == 'Arch'
-    assert kp.grub_distributor(SUSE_DEFAULT_GRUB) is None        # empty: os-release decides
-    assert kp.grub_distributor("GRUB_DISTRIBUTOR='My Box'\n") == 'My Box'
-    assert kp.grub_distributor(None) is None
+    assert de.grub_distributor(DEBIAN_DEFAULT_GRUB) is None      # computed by the shell
+    assert de.grub_distributor(ARCH_DEFAULT_GRUB) == 'Arch'
+    assert de.grub_distributor(SUSE_DEFAULT_GRUB) is None        # empty: os-release decides
+    assert de.grub_distributor("GRUB_DISTRIBUTOR='My Box'\n") == 'My Box'
+    assert de.grub_distributor(None) is None
 
 
 @pytest.mark.parametrize('dist, os_release, default_grub, name', [
@@ -130,7 +134,7 @@ def test_grub_distributor_is_read_only_when_literal():
     ('Suse', LEAP_OS_RELEASE, 'GRUB_DISTRIBUTOR="SLES 15-SP6"\n', 'SLES 15-SP6'),
 ])
 def test_grub_os_name_per_distribution(dist, os_release, default_grub, name):
-    assert kp.grub_os_name(dist, kp.os_release_values(os_release), kp.grub_distributor(default_grub)) == name
+    assert de.grub_os_name(dist, os_release_file.parse(os_release), de.grub_distributor(default_grub)) == name
 
 
 @pytest.mark.parametrize('family, dist, release, os_name, image, argv', [
@@ -151,7 +155,7 @@ def test_grub_os_name_per_distribution(dist, os_release, default_grub, name):
      ['grubby', '--set-default', '/boot/vmlinuz-6.11.7-300.fc41.x86_64']),
 ])
 def test_default_entry_command_per_family(family, dist, release, os_name, image, argv):
-    entry = kp.default_entry(dist, 'grub', release, os_name, image)
+    entry = de.default_entry(dist, 'grub', release, os_name, image)
     assert set_default_argv(family, entry) == argv
 
 
@@ -215,13 +219,13 @@ linux-image-generic-hwe-24.04
 def test_flavour_matches_exactly():
     lines = BOOKWORM_PKGNAMES.splitlines()
     # linux-image-6.12-amd64 is the 6.12 series meta package, not a kernel release
-    assert kp.flavour_releases(lines, 'amd64') == [
+    assert pk.flavour_releases(lines, 'amd64') == [
         '6.1.0-18-amd64', '6.1.0-26-amd64', '6.1.0-27-amd64', '6.12.117+deb12-amd64', '6.12.12+bpo-amd64']
-    assert kp.flavour_releases(lines, 'cloud-amd64') == [
+    assert pk.flavour_releases(lines, 'cloud-amd64') == [
         '6.1.0-26-cloud-amd64', '6.1.0-27-cloud-amd64', '6.12.12+bpo-cloud-amd64']
-    assert kp.flavour_releases(lines, 'rt-amd64') == ['6.1.0-26-rt-amd64', '6.12.12+bpo-rt-amd64']
-    assert kp.flavour_releases(NOBLE_PKGNAMES.splitlines(), 'generic') == ['6.8.0-45-generic', '6.8.0-49-generic']
-    assert kp.flavour_releases(NOBLE_PKGNAMES.splitlines(), 'aws') == ['6.8.0-1015-aws']
+    assert pk.flavour_releases(lines, 'rt-amd64') == ['6.1.0-26-rt-amd64', '6.12.12+bpo-rt-amd64']
+    assert pk.flavour_releases(NOBLE_PKGNAMES.splitlines(), 'generic') == ['6.8.0-45-generic', '6.8.0-49-generic']
+    assert pk.flavour_releases(NOBLE_PKGNAMES.splitlines(), 'aws') == ['6.8.0-1015-aws']
 
 
 @pytest.mark.parametrize('release, flavour', [
@@ -231,15 +235,15 @@ def test_flavour_matches_exactly():
     ('6.8.0-45-generic', 'generic'), ('6.8.0-49-generic-64k', 'generic-64k'), ('6.1.0', None),
     ('6.12-amd64', None)])
 def test_release_flavour(release, flavour):
-    assert kp.release_flavour(release) == flavour
+    assert pk.release_flavour(release) == flavour
 
 
 def test_only_installable_candidates_are_planned():
-    candidates = kp.apt_candidates(BOOKWORM_POLICY)
+    candidates = pk.apt_candidates(BOOKWORM_POLICY)
     assert candidates['linux-image-6.1.0-18-amd64'] is None
     assert candidates['linux-image-6.12.12+bpo-amd64'] == '6.12.12-1~bpo12+1'
-    releases = kp.flavour_releases(BOOKWORM_PKGNAMES.splitlines(), 'amd64')
-    available = kp.installable(releases, BOOKWORM_POLICY)
+    releases = pk.flavour_releases(BOOKWORM_PKGNAMES.splitlines(), 'amd64')
+    available = pk.installable(releases, BOOKWORM_POLICY)
     # no policy entry for 6.12.117+deb12-amd64 in this output: not planned either
     assert available == ['6.1.0-26-amd64', '6.1.0-27-amd64', '6.12.12+bpo-amd64']
     result = kp.plan('Debian', 'latest', '6.1.0-26-amd64', 'debian', available=available, flavour='amd64',
@@ -317,7 +321,7 @@ linux-image-amd64 ii
     ('debian', DEBIAN_DPKG, 'amd64', ['6.1.0-26-amd64', '6.1.0-27-amd64']),
 ])
 def test_installed_releases(dist, listing, flavour, want):
-    assert kp.installed_releases(dist, listing, flavour) == want
+    assert pk.installed_releases(dist, listing, flavour) == want
 
 
 def selected(family, os_id=None, proxmox=False, boot_loader='grub', os_name=None, flavour=None):
@@ -378,8 +382,12 @@ def test_resolve_is_the_same_on_a_second_run():
 def test_resolve_fails_clearly():
     with pytest.raises(kp.PlanError, match='no installed kernel of kernel'):
         kp.resolve(selected('RedHat', 'fedora'), 'package kernel-core is not installed\n')
-    with pytest.raises(kp.PlanError, match='avic_kernel_allow_old'):
+    with pytest.raises(kp.PlanError, match='set allow_old: true'):
         kp.resolve(selected('RedHat', 'centos'), EL7_RPM_FILES)
+    with pytest.raises(kp.PlanError, match='set avic_kernel_allow_old: true'):
+        kp.resolve(selected('RedHat', 'centos'), EL7_RPM_FILES, names=kernel_filters.ROLE_VARIABLES)
+    with pytest.raises(AnsibleFilterError, match='set avic_kernel_allow_old: true'):
+        kernel_filters.avic_kernel_resolve(selected('RedHat', 'centos'), EL7_RPM_FILES)
     assert kp.resolve(selected('RedHat', 'centos'), EL7_RPM_FILES, allow_old=True)['target'] == \
         '3.10.0-1160.119.1.el7.x86_64'
     with pytest.raises(AnsibleFilterError, match='vfio.avic.avic_kernel_resolve'):
@@ -505,35 +513,35 @@ ZYPPER_NONE = """<?xml version='1.0'?>
 
 
 def test_repository_queries_are_read_only():
-    latest = kp.candidate_query('RedHat', 'latest', 'kernel')
+    latest = pk.candidate_query('RedHat', 'latest', 'kernel')
     assert latest[:4] == ['dnf', '-q', 'repoquery', '--available']
-    assert latest[-3:] == ['--latest-limit', '1', 'kernel'] and kp.DNF_QUERYFORMAT in latest
-    assert '--latest-limit' not in kp.candidate_query('RedHat', 'version', 'kernel')
+    assert latest[-3:] == ['--latest-limit', '1', 'kernel'] and pk.DNF_QUERYFORMAT in latest
+    assert '--latest-limit' not in pk.candidate_query('RedHat', 'version', 'kernel')
     # the sync database is the user's: -Si reads it, nothing syncs it
-    assert kp.candidate_query('Archlinux', 'latest', 'linux') == ['pacman', '-Si', 'linux']
-    assert kp.candidate_query('Suse', 'latest', 'kernel-default') == [
+    assert pk.candidate_query('Archlinux', 'latest', 'linux') == ['pacman', '-Si', 'linux']
+    assert pk.candidate_query('Suse', 'latest', 'kernel-default') == [
         'zypper', '--non-interactive', '--xmlout', 'search', '--details', '--match-exact', '--type',
         'package', 'kernel-default']
-    assert kp.candidate_query('debian', 'latest', 'linux-image-amd64') is None
+    assert pk.candidate_query('debian', 'latest', 'linux-image-amd64') is None
     for dist in ('RedHat', 'Archlinux', 'Suse'):
-        argv = kp.candidate_query(dist, 'latest', 'x')
+        argv = pk.candidate_query(dist, 'latest', 'x')
         assert not {'install', 'upgrade', '-S', '-Sy', '-Syu', 'refresh', '--refresh'} & set(argv)
 
 
 def test_dnf_candidates():
-    latest = kp.dnf_candidates(DNF_FEDORA_LATEST)
+    latest = pk.dnf_candidates(DNF_FEDORA_LATEST)
     assert latest == [{'release': '6.11.10-300.fc41.x86_64', 'install': 'kernel-6.11.10-300.fc41',
                        'version': '6.11.10-300.fc41', 'repository': None, 'upstream': '6.11.10'}]
-    el9 = kp.dnf_candidates(DNF_EL9_ALL)
+    el9 = pk.dnf_candidates(DNF_EL9_ALL)
     assert [c['release'] for c in el9] == ['5.14.0-503.14.1.el9_5.x86_64', '5.14.0-427.42.1.el9_4.x86_64',
                                            '5.14.0-427.13.1.el9_4.x86_64']
     # RHEL's 5.14.0 is a base with backports, not the upstream patch level
     assert el9[0]['upstream'] is None and el9[0]['install'] == 'kernel-5.14.0-503.14.1.el9_5'
-    assert kp.dnf_candidates('kernel 1 6.1.0 1.el9 x86_64\n')[0]['install'] == 'kernel-1:6.1.0-1.el9'
+    assert pk.dnf_candidates('kernel 1 6.1.0 1.el9 x86_64\n')[0]['install'] == 'kernel-1:6.1.0-1.el9'
     # a dnf that left the \n of the query format unexpanded still gives one record per package
-    assert len(kp.dnf_candidates(DNF_EL9_ALL.replace('\n', '\\n'))) == 3
-    assert kp.dnf_candidates(DNF_EL9_ALL, arch='aarch64') == []
-    assert kp.dnf_candidates('') == []
+    assert len(pk.dnf_candidates(DNF_EL9_ALL.replace('\n', '\\n'))) == 3
+    assert pk.dnf_candidates(DNF_EL9_ALL, arch='aarch64') == []
+    assert pk.dnf_candidates('') == []
 
 
 @pytest.mark.parametrize('package, version, release', [
@@ -543,16 +551,16 @@ def test_dnf_candidates():
     ('linux-hardened', '6.11.9.hardened1-1', '6.11.9-hardened1-1-hardened'),
     ('linux', 'banana', None)])
 def test_arch_release(package, version, release):
-    assert kp.arch_release(package, version) == release
+    assert pk.arch_release(package, version) == release
 
 
 def test_pacman_candidates_follow_the_repository_order():
-    found = kp.pacman_candidates(PACMAN_SI_TESTING_FIRST)
+    found = pk.pacman_candidates(PACMAN_SI_TESTING_FIRST)
     # pacman -S takes the first repository that has the package, not the newest
     assert [c['release'] for c in found] == ['6.12.2-arch1-1', '6.12.1-arch1-1']
     assert found[0]['install'] == 'linux' and found[0]['upstream'] == '6.12.2'
-    assert kp.pacman_candidates(PACMAN_SI_TESTING_FIRST, 'linux-lts') == []
-    assert kp.pacman_candidates("error: package 'linux' was not found\n") == []
+    assert pk.pacman_candidates(PACMAN_SI_TESTING_FIRST, 'linux-lts') == []
+    assert pk.pacman_candidates("error: package 'linux' was not found\n") == []
 
 
 @pytest.mark.parametrize('edition, release', [
@@ -560,19 +568,19 @@ def test_pacman_candidates_follow_the_repository_order():
     ('5.14.21-150500.55.83.1', '5.14.21-150500.55.83-default'), ('6.4.0-150600.21.2', '6.4.0-150600.21-default'),
     ('5.3.18-lp152.19.2', '5.3.18-lp152.19-default'), ('6.4.0', None)])
 def test_suse_release(edition, release):
-    assert kp.suse_release(edition) == release
+    assert pk.suse_release(edition) == release
 
 
 def test_zypper_candidates():
-    leap = kp.zypper_candidates(ZYPPER_LEAP)
+    leap = pk.zypper_candidates(ZYPPER_LEAP)
     # no srcpackage, no "(System Packages)" kernel: newest first
     assert [c['release'] for c in leap] == ['6.4.0-150600.23.25-default', '6.4.0-150600.23.7-default',
                                             '6.4.0-150600.21-default']
     assert leap[0]['install'] == 'kernel-default=6.4.0-150600.23.25.1'
     assert leap[0]['repository'] == 'Main Update Repository' and leap[0]['upstream'] is None
-    assert kp.zypper_candidates(ZYPPER_NONE) == [] and kp.zypper_candidates('') == []
-    with pytest.raises(kp.PlanError, match='zypper --xmlout search'):
-        kp.zypper_candidates('<stream><search-result>')
+    assert pk.zypper_candidates(ZYPPER_NONE) == [] and pk.zypper_candidates('') == []
+    with pytest.raises(pk.PackageOutputError, match='zypper --xmlout search'):
+        pk.zypper_candidates('<stream><search-result>')
 
 
 def before(family, text, mode='latest', version=None, **rules):
@@ -582,7 +590,7 @@ def before(family, text, mode='latest', version=None, **rules):
                    boot_loader='grubby' if family == 'RedHat' else 'grub',
                    os_name={'Archlinux': 'Arch Linux', 'Suse': 'openSUSE Leap 15.6'}.get(family),
                    arch_kernels=['linux', 'linux-lts'] if family == 'Archlinux' else None,
-                   candidates=kp.repo_candidates(dist, text, kp.META_PACKAGES[dist]), **rules)
+                   candidates=pk.repo_candidates(dist, text, kp.META_PACKAGES[dist]), **rules)
 
 
 def test_latest_on_fedora_is_the_exact_validated_package():
@@ -618,8 +626,8 @@ def test_below_the_minimum_is_refused_before_installing():
         refused = before(family, text)
         assert refused['target'] == release and not refused['validation']['ok']
         assert 'below the minimum 5.6' in refused['validation']['refusals'][0]
-        assert 'avic_kernel_allow_old' in refused['validation']['refusals'][0]
-        # the overrides: avic_kernel_allow_old, or a lower avic_kernel_min_version
+        assert 'set allow_old: true' in refused['validation']['refusals'][0]
+        # the overrides: allow_old (avic_kernel_allow_old), or a lower minimum (avic_kernel_min_version)
         assert before(family, text, allow_old=True)['validation']['ok']
         assert before(family, text, minimum='4.18')['validation']['ok']
 
@@ -632,7 +640,7 @@ def test_known_issue_versions_warn_or_refuse_by_variable():
         assert '(upstream 5.6.' in warned['validation']['warnings'][0]
         refused = before(family, text, refuse_known_issues=True)
         assert not refused['validation']['ok']
-        assert 'avic_kernel_refuse_known_issues: false' in refused['validation']['refusals'][0]
+        assert 'Set refuse_known_issues: false' in refused['validation']['refusals'][0]
     # a SUSE 5.6 kernel does not tell its upstream patch level: no guess, no warning
     suse = before('Suse', ZYPPER_TUMBLEWEED.replace('6.12.1-1.1', '5.6.0-1.2'), refuse_known_issues=True)
     assert suse['validation']['ok']
@@ -775,7 +783,7 @@ NAMES = ['linux', 'linux-headers']
 
 
 def test_stock_pacman_conf_gets_a_line_after_the_commented_default():
-    result = kp.ignorepkg_merge(STOCK_PACMAN_CONF, NAMES)
+    result = kernel_pin.ignorepkg_merge(STOCK_PACMAN_CONF, NAMES)
     assert result['changed'] and result['added'] == NAMES
     lines = result['content'].splitlines()
     index = lines.index('#IgnorePkg   =')
@@ -786,35 +794,36 @@ def test_stock_pacman_conf_gets_a_line_after_the_commented_default():
 
 def test_existing_entries_are_kept_and_extended():
     text = STOCK_PACMAN_CONF.replace('#IgnorePkg   =\n', '#IgnorePkg   =\nIgnorePkg = nvidia nvidia-utils\n')
-    result = kp.ignorepkg_merge(text, NAMES)
+    result = kernel_pin.ignorepkg_merge(text, NAMES)
     assert 'IgnorePkg = nvidia nvidia-utils linux linux-headers\n' in result['content']
     assert result['content'].count('IgnorePkg') == text.count('IgnorePkg')
-    again = kp.ignorepkg_merge(result['content'], NAMES)
+    again = kernel_pin.ignorepkg_merge(result['content'], NAMES)
     assert not again['changed'] and again['content'] == result['content']
 
 
 def test_several_ignorepkg_lines_and_globs():
     text = STOCK_PACMAN_CONF.replace(
         '#IgnorePkg   =\n', '#IgnorePkg   =\nIgnorePkg = linux\nIgnorePkg = mesa   # pinned for the GPU\n')
-    result = kp.ignorepkg_merge(text, NAMES)
+    result = kernel_pin.ignorepkg_merge(text, NAMES)
     assert result['added'] == ['linux-headers']
     assert 'IgnorePkg = linux\n' in result['content']
     assert 'IgnorePkg = mesa linux-headers   # pinned for the GPU\n' in result['content']
     globbed = STOCK_PACMAN_CONF.replace('#IgnorePkg   =\n', 'IgnorePkg = linux*\n')
-    assert not kp.ignorepkg_merge(globbed, NAMES)['changed']
+    assert not kernel_pin.ignorepkg_merge(globbed, NAMES)['changed']
 
 
 def test_ignorepkg_outside_options_does_not_count():
     text = '[options]\nArchitecture = auto\n\n[custom]\nIgnorePkg = linux linux-headers\nServer = file:///srv\n'
-    result = kp.ignorepkg_merge(text, NAMES)
+    result = kernel_pin.ignorepkg_merge(text, NAMES)
     assert result['content'].startswith('[options]\nIgnorePkg   = linux linux-headers\nArchitecture = auto\n')
     assert result['content'].endswith('[custom]\nIgnorePkg = linux linux-headers\nServer = file:///srv\n')
 
 
 def test_pacman_conf_without_options_is_refused():
-    with pytest.raises(kp.PlanError, match='avic_kernel_pin'):
-        kp.ignorepkg_merge('[core]\nInclude = /etc/pacman.d/mirrorlist\n', NAMES)
-    with pytest.raises(AnsibleFilterError, match='vfio.avic.avic_kernel_ignorepkg'):
+    with pytest.raises(kernel_pin.PinError, match='set pin: false') as exc:
+        kernel_pin.ignorepkg_merge('[core]\nInclude = /etc/pacman.d/mirrorlist\n', NAMES)
+    assert exc.value.field == 'pin'
+    with pytest.raises(AnsibleFilterError, match='vfio.avic.avic_kernel_ignorepkg: .*set avic_kernel_pin: false'):
         kernel_filters.avic_kernel_ignorepkg('[core]\n', NAMES)
     with pytest.raises(AnsibleFilterError, match='list of package names'):
         kernel_filters.avic_kernel_ignorepkg(STOCK_PACMAN_CONF, 'linux')

@@ -16,7 +16,9 @@ import pytest
 
 from ansible_collections.vfio.avic.plugins.module_utils import gather as gather_facts
 from ansible_collections.vfio.avic.plugins.module_utils.rules import kernel as kernel_rules
+from ansible_collections.vfio.avic.plugins.module_utils.trace import events as trace_events
 from ansible_collections.vfio.avic.plugins.module_utils.trace import verdict as trace
+from ansible_collections.vfio.avic.plugins.module_utils.trace import inhibits as trace_inhibits
 
 from conftest import REPO
 
@@ -46,7 +48,7 @@ def run(release, config):
     guest = {'pid': meta['qemu_pid'], 'name': config, 'kvm': True}
     params = meta['kvm_amd']
     host = {'accel': 'AVIC', 'enabled': params.get('avic') in ('Y', '1')}
-    result = trace.evaluate(agg, [guest], [e for e in trace.SAMPLED_EVENTS if e in info['kvm_events']],
+    result = trace.evaluate(agg, [guest], [e for e in trace_events.SAMPLED_EVENTS if e in info['kvm_events']],
                             kernel=info['release'], host=host, vm_owners=[meta['qemu_pid']],
                             duration=meta['sample_seconds'])
     return result, result['guests'][0], agg
@@ -61,8 +63,8 @@ def test_there_are_recordings_of_at_least_one_kernel():
 @pytest.mark.parametrize('release', RELEASES)
 def test_the_inhibit_table_of_the_series_matches_the_kernels_own(release):
     info = load(release, 'kernel.json')
-    table, _source = trace.inhibit_table(release)
-    fmt = info['formats'].get(trace.EV_INHIBIT) or ''
+    table, _source = trace_inhibits.inhibit_table(release)
+    fmt = info['formats'].get(trace_events.EV_INHIBIT) or ''
     # kernels that print the names list them in enum order (__print_flags over
     # APICV_INHIBIT_REASONS, "{ BIT(APICV_INHIBIT_REASON_X), "X" }" once expanded)
     printed = re.findall(r'APICV_INHIBIT_REASON_\w+\)\), "(\w+)"', fmt)
@@ -164,9 +166,9 @@ def deliveries(release, config):
     """(event, vector) of the interrupt events of the recorded guest, in trace order."""
     out = []
     for line in load(release, config, 'trace.txt').splitlines():
-        rec = trace.parse_line(line)
-        if rec and rec.get('event') in (trace.EV_APIC_ACCEPT, trace.EV_APICV_ACCEPT):
-            out.append((rec['event'], trace.parse_accept(rec['body'])['vector']))
+        rec = trace_events.parse_line(line)
+        if rec and rec.get('event') in (trace_events.EV_APIC_ACCEPT, trace_events.EV_APICV_ACCEPT):
+            out.append((rec['event'], trace_events.parse_accept(rec['body'])['vector']))
     return out
 
 
@@ -175,13 +177,13 @@ def test_counter_definitions_hold_on_the_real_kernel(release):
     # AVIC active: each accelerated delivery is an accepted interrupt of the same vector,
     # traced right after it (svm_deliver_interrupt -> svm_complete_interrupt_delivery)
     events = deliveries(release, 'force_pit_discard')
-    accelerated = [i for i, (event, _v) in enumerate(events) if event == trace.EV_APICV_ACCEPT]
+    accelerated = [i for i, (event, _v) in enumerate(events) if event == trace_events.EV_APICV_ACCEPT]
     assert accelerated
     for index in accelerated:
-        assert index > 0 and events[index - 1] == (trace.EV_APIC_ACCEPT, events[index][1]), events[index - 2:index + 1]
+        assert index > 0 and events[index - 1] == (trace_events.EV_APIC_ACCEPT, events[index][1]), events[index - 2:index + 1]
     _result, active, _agg = run(release, 'force_pit_discard')
     assert active['counts']['accelerated'] == len(accelerated)
-    assert active['counts']['emulated_from'] == trace.EV_INJ_VIRQ
+    assert active['counts']['emulated_from'] == trace_events.EV_INJ_VIRQ
     assert active['counts']['emulated'] < active['counts']['accelerated']
     # inhibited or off: nothing accelerated, every interrupt injected by KVM itself, each
     # injection counted once ([reinjected] lines are repeats), never more than were accepted
@@ -190,5 +192,5 @@ def test_counter_definitions_hold_on_the_real_kernel(release):
         counts = guest['counts']
         assert counts['accelerated'] == 0, config
         assert 0 < counts['emulated'] <= counts['accepted'], (config, counts)
-        raw = sum(t['events'].get(trace.EV_INJ_VIRQ, 0) for t in agg.threads.values())
+        raw = sum(t['events'].get(trace_events.EV_INJ_VIRQ, 0) for t in agg.threads.values())
         assert raw >= counts['emulated'], (config, raw, counts)

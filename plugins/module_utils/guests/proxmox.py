@@ -22,15 +22,18 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import hashlib
 import re
 import shlex
 
 from ansible_collections.vfio.avic.plugins.module_utils.rules import domain as domain_rules
-from ansible_collections.vfio.avic.plugins.module_utils.rules import host as host_rules
-from ansible_collections.vfio.avic.plugins.module_utils.rules import kernel as kernel_rules
+from ansible_collections.vfio.avic.plugins.module_utils.parse.boolean import parse_bool
 from ansible_collections.vfio.avic.plugins.module_utils.guests import qemu as qemu_guest
 from ansible_collections.vfio.avic.plugins.module_utils.rules import domain_host
+
+
+# where Proxmox VE keeps the VM configurations and the custom CPU models (pmxcfs)
+CONF_DIR = '/etc/pve/qemu-server'
+CPU_MODELS_FILE = '/etc/pve/virtual-guest/cpu-models.conf'
 
 
 class ProxmoxConfigError(ValueError):
@@ -110,24 +113,6 @@ def parse_cpu_models(text):
     return models
 
 
-def merge_cpu_model(text, name, section_text):
-    """The text of cpu-models.conf with the model ``name`` (``section_text``, as fix_plan() writes
-    it) added at the end; every other line is kept as it is. Unchanged when the file already has
-    that model; raises ProxmoxConfigError when it has a different model of that name."""
-    text = text or ''
-    existing = parse_cpu_models(text)
-    if name in existing:
-        if existing[name] == parse_cpu_models(section_text)[name]:
-            return text
-        raise ProxmoxConfigError(
-            '/etc/pve/virtual-guest/cpu-models.conf already has a different cpu-model %s: rename '
-            'or remove that section (the vfio.avic models are named %s<model>-<digest>)'
-            % (name, MODEL_PREFIX))
-    if text and not text.endswith('\n'):
-        text += '\n'
-    return text + ('\n' if text.strip() and not text.endswith('\n\n') else '') + section_text
-
-
 def windows_version(ostype):
     """Helpers.pm windows_version: 5 for XP/2003/2000, 6 for Vista/2008, N for winN, else 0."""
     if ostype in ('wxp', 'w2k3', 'w2k'):
@@ -136,12 +121,6 @@ def windows_version(ostype):
         return 6
     match = re.match(r'^win(\d+)$', ostype or '')
     return int(match.group(1)) if match else 0
-
-
-def _bool(value, default):
-    """A Proxmox boolean (1/0, on/off, yes/no), ``default`` when unset or not a boolean."""
-    parsed = host_rules.param_bool(value) if value not in (None, '') else None
-    return default if parsed is None else parsed
 
 
 def _int(conf, key, default, what):
@@ -182,10 +161,10 @@ def _cpu_option(conf, kvm, winversion, guard, cpu_models, what, qemu=None):
                     '/etc/pve/virtual-guest/cpu-models.conf that defines %r' % (what, cputype, name))
             custom = cpu_models[name]
             cputype = custom.get('reported-model') or 'kvm64'
-            hidden = _bool(custom.get('hidden'), False)
+            hidden = parse_bool(custom.get('hidden'), False)
             hv_vendor_id = custom.get('hv-vendor-id')
         cputype = DEPRECATED_MODELS.get(cputype, cputype)
-        hidden = _bool(cpu.get('hidden'), hidden)
+        hidden = parse_bool(cpu.get('hidden'), hidden)
         hv_vendor_id = cpu.get('hv-vendor-id', hv_vendor_id)
 
     # get_pve_cpu_flags; its cet-* and vmx-mbec flags depend on the installed QEMU (``qemu``,
@@ -270,14 +249,14 @@ def _sev_object(value, what):
     kind = sev.get('type')
     if kind in ('std', 'es'):
         policy = 1 << 3
-        policy |= 1 if _bool(sev.get('no-debug'), False) else 0
-        policy |= 2 if _bool(sev.get('no-key-sharing'), False) else 0
+        policy |= 1 if parse_bool(sev.get('no-debug'), False) else 0
+        policy |= 2 if parse_bool(sev.get('no-key-sharing'), False) else 0
         policy |= 4 if kind == 'es' else 0
         return 'sev-guest,id=sev0,policy=%#x' % policy
     if kind == 'snp':
         policy = 1 << 17
-        policy |= (1 << 16) if _bool(sev.get('allow-smt'), True) else 0
-        policy |= 0 if _bool(sev.get('no-debug'), False) else (1 << 19)
+        policy |= (1 << 16) if parse_bool(sev.get('allow-smt'), True) else 0
+        policy |= 0 if parse_bool(sev.get('no-debug'), False) else (1 << 19)
         return 'sev-snp-guest,id=sev0,policy=%#x' % policy
     raise ProxmoxConfigError('%s: amd-sev: type %r is not std, es or snp' % (what, kind))
 
@@ -293,7 +272,7 @@ def proxmox_argv(conf, vmid=None, cpu_models=None, what='qm_conf_text', qemu=Non
         conf = parse_conf(conf, what)
     if isinstance(cpu_models, str):
         cpu_models = parse_cpu_models(cpu_models)
-    kvm = _bool(conf.get('kvm'), True)
+    kvm = parse_bool(conf.get('kvm'), True)
     winversion = windows_version(conf.get('ostype'))
     machine = parse_property_string(conf.get('machine'), 'type')
     if winversion and machine.get('type', 'pc') in ('pc', 'q35'):
@@ -376,112 +355,3 @@ def audit_proxmox(conf_text, host, vmid=None, cpu_models=None, what='qm_conf_tex
 # accept only a fixed list (CPUFlags.pm, no x2apic/svm/hv-avic), so those go into a custom model
 # of cpu-models.conf ("flags" takes any [+-]flag, CPUConfig.pm cpu_flag_any_re); the PIT goes
 # into args, merged with the user's.
-MODEL_FLAGS = {'x2apic_exposed': '-x2apic', 'svm_exposed': '-svm',
-               'hyperv_synic': '+hv-avic', 'hyperv_stimer': '+hv-avic'}
-# SynIC and stimer dropped instead of hv-avic. QEMU refuses '-hv_synic' (it turns '_' into '-' only
-# in key=value options: "Property 'max-x86_64-cpu.hv_synic' not found", QEMU 7.2), so the model
-# says '-hv-synic': qemu-server then passes both its hv_synic and -hv-synic, and QEMU applies the
-# -flag last (x86_cpu_parse_featurestr; it warns "Ambiguous CPU model string")
-HV_REMOVE_FLAGS = ('-hv-synic', '-hv-stimer')
-HYPERV_CHOICES = ('auto', 'avic', 'remove', 'keep')
-PIT_ARGS = '-global kvm-pit.lost_tick_policy=discard'
-MODEL_PREFIX = 'avic-'
-
-
-def _model_name(base, section):
-    # the name carries a digest of the model, so that guests whose hosts decide differently never
-    # share (and overwrite) one model
-    digest = hashlib.sha1(repr(sorted(section.items())).encode('utf-8')).hexdigest()[:6]
-    return '%s%s-%s' % (MODEL_PREFIX, re.sub(r'[^A-Za-z0-9-]', '-', base).strip('-')[:30], digest)
-
-
-def hyperv_strategy(host, hyperv='auto'):
-    """('avic'|'remove'|'keep', note or None) for SynIC/stimer, decided as for libvirt: hv-avic
-    needs kernel 5.15 (before it SynIC inhibits AVIC whatever hv-avic says) and QEMU 6.2 (an
-    unknown QEMU counts as older); raises ProxmoxConfigError when ``hyperv`` cannot be honoured."""
-    if hyperv not in HYPERV_CHOICES:
-        raise ProxmoxConfigError('hyperv must be one of %s, got %r' % (', '.join(HYPERV_CHOICES), hyperv))
-    norm = domain_host.normalise_host(host)
-    old_kernel = norm['kernel']['version'] < kernel_rules.HYPERV_AUTOEOI
-    qemu = norm['qemu']
-    if hyperv == 'keep':
-        return 'keep', None
-    if hyperv == 'avic' and old_kernel:
-        raise ProxmoxConfigError(
-            'hyperv: avic cannot keep AVIC on kernel %s: before 5.15 KVM inhibits AVIC as soon as '
-            'SynIC is activated, whatever hv-avic says. Use hyperv: remove (or auto); nothing was '
-            'changed.' % norm['kernel']['release'])
-    if hyperv == 'avic' and (qemu is None or qemu < domain_rules.QEMU_HV_AVIC):
-        raise ProxmoxConfigError(
-            'hyperv: avic needs QEMU 6.2 or later for hv-avic, this host has %s. Use hyperv: remove '
-            '(or auto); nothing was changed.' % ('%d.%d' % qemu if qemu else 'an unknown QEMU'))
-    if hyperv == 'remove':
-        return 'remove', None
-    if hyperv == 'auto' and old_kernel:
-        return 'remove', ('hyperv: kernel %s (older than 5.15) inhibits AVIC as soon as SynIC is '
-                          'activated: SynIC and stimer are turned off' % norm['kernel']['release'])
-    if hyperv == 'auto' and (qemu is None or qemu < domain_rules.QEMU_HV_AVIC):
-        return 'remove', ('hyperv: hv-avic needs QEMU 6.2 or later, this host has %s: SynIC and '
-                          'stimer are turned off' % ('%d.%d' % qemu if qemu else 'an unknown QEMU'))
-    return 'avic', None
-
-
-def fix_plan(conf_text, host, vmid, cpu_models=None, what='qm_conf_text', hyperv='auto'):
-    """How to fix a Proxmox VE guest with ``qm set`` (nothing is run or written here).
-
-    Returns ``fixes`` (finding ids the plan removes), ``remaining`` (ids it cannot), ``qm_set``
-    (the arguments after ``qm set <vmid>``, empty when nothing changes), ``cpu_model`` (None or
-    {name, text}: a section for /etc/pve/virtual-guest/cpu-models.conf, reported-model the
-    guest's current model, its flags plus the fixes), and ``conf`` (the configuration after
-    the change, for checking), ``findings`` (before) and ``notes``. A guest whose APIC IDs need
-    x2apic keeps it; SynIC and stimer get hv-avic or are turned off as hyperv_strategy() decides.
-    """
-    conf = conf_text if isinstance(conf_text, dict) else parse_conf(conf_text, what)
-    models = parse_cpu_models(cpu_models) if isinstance(cpu_models, str) else dict(cpu_models or {})
-    qemu = domain_host.normalise_host(host)['qemu']
-    findings = domain_rules.audit_summary(proxmox_summary(conf, vmid, models, what, qemu), host)
-    wanted = [f['id'] for f in findings if f['severity'] != 'info']
-    strategy, note = 'keep', None
-    if {'hyperv_synic', 'hyperv_stimer'} & set(wanted):
-        strategy, note = hyperv_strategy(host, hyperv)
-    flags = []
-    for ident in wanted:
-        flag = MODEL_FLAGS.get(ident)
-        if ident in ('hyperv_synic', 'hyperv_stimer'):
-            flag = {'avic': (flag,), 'remove': HV_REMOVE_FLAGS}.get(strategy, ())
-        for one in (flag if isinstance(flag, tuple) else (flag,) if flag else ()):
-            if one not in flags:
-                flags.append(one)
-    after, qm_set, model = dict(conf), [], None
-    if flags:
-        cpu = parse_property_string(conf.get('cpu'), 'cputype')
-        base = cpu.get('cputype') or ('kvm64' if _bool(conf.get('kvm'), True) else 'qemu64')
-        section = {}
-        if base.startswith('custom-'):
-            if base[len('custom-'):] not in models:
-                raise ProxmoxConfigError('%s: cpu: %r is a custom CPU model: pass cpu_models'
-                                         % (what, base))
-            section = dict(models[base[len('custom-'):]])
-            base = base[len('custom-'):]
-        elif base in BUILTIN_MODELS:
-            section = {'reported-model': BUILTIN_MODELS[base][0], 'flags': BUILTIN_MODELS[base][1]}
-        else:
-            section = {'reported-model': base}
-        old_flags = [f for f in (section.get('flags') or '').split(';') if f]
-        names = set(f[1:] for f in flags)
-        section['flags'] = ';'.join([f for f in old_flags if f[1:] not in names] + flags)
-        name = _model_name(base, section)
-        models[name] = section
-        text = 'cpu-model: %s\n%s\n' % (name, ''.join(
-            '    %s %s\n' % (key, section[key]) for key in sorted(section)))
-        model = {'name': name, 'text': text}
-        rest = ','.join('%s=%s' % (k, v) for k, v in cpu.items() if k != 'cputype')
-        after['cpu'] = 'custom-%s%s' % (name, ',' + rest if rest else '')
-        qm_set += ['--cpu', after['cpu']]
-    if 'pit_reinject' in wanted:
-        after['args'] = (conf.get('args', '') + ' ' + PIT_ARGS).strip()
-        qm_set += ['--args', after['args']]
-    check = domain_rules.audit_summary(proxmox_summary(after, vmid, models, what, qemu), host)
-    left = [f['id'] for f in check if f['severity'] != 'info']
-    return {'fixes': [i for i in wanted if i not in left], 'remaining': left, 'qm_set': qm_set,
-            'cpu_model': model, 'conf': after, 'findings': findings, 'notes': [note] if note else []}

@@ -39,7 +39,7 @@ import json
 import os
 
 from ansible_collections.vfio.avic.plugins.module_utils.rules import domain as domain_rules
-from ansible_collections.vfio.avic.plugins.module_utils.rules import host as host_rules
+from ansible_collections.vfio.avic.plugins.module_utils.parse.boolean import parse_bool
 from ansible_collections.vfio.avic.plugins.module_utils.rules import topology as apic_topology
 
 
@@ -196,7 +196,7 @@ def _onoff(value):
     """QEMU's on/off (also yes/no, true/false; an empty value is on), else None."""
     if str(value).strip() == '':
         return True
-    return host_rules.param_bool(value)
+    return parse_bool(value)
 
 
 def _parse_cpu(text):

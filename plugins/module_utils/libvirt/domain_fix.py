@@ -9,8 +9,8 @@ qemu:commandline and other namespaces, comments, element and attribute order) is
 What cannot be fixed in the XML (too many vCPUs, SEV guests, a non-KVM domain) stays in
 the findings after the fix. On a host whose CPU is not AMD/Hygon nothing is changed.
 
-parse_virsh_version() and hv_avic_caps() read what this libvirt and QEMU can do from
-``virsh version --daemon``; normalise_xml() gives the form the fix writes, for diffs.
+What this libvirt and QEMU can do comes from libvirt/versions.py (hv_avic_caps());
+normalise_xml() gives the form the fix writes, for diffs.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -27,6 +27,7 @@ from ansible_collections.vfio.avic.plugins.module_utils.findings import INFO, IN
 from ansible_collections.vfio.avic.plugins.module_utils.libvirt import domain_xml as libvirt_domain
 from ansible_collections.vfio.avic.plugins.module_utils.rules import domain_host
 from ansible_collections.vfio.avic.plugins.module_utils.rules import topology as apic_topology
+from ansible_collections.vfio.avic.plugins.module_utils.libvirt import versions
 
 CHOICES = {
     'x2apic': ('auto', 'disable', 'keep'),
@@ -41,16 +42,9 @@ CHOICES = {
 }
 DEFAULTS = dict((key, 'auto') for key in CHOICES)
 _NS_DECL = re.compile(r'xmlns:([A-Za-z_][\w.-]*)\s*=\s*["\']([^"\']+)["\']')
-HV_AVIC_LIBVIRT = (8, 10)
-HV_AVIC_QEMU = (6, 2)
 # QEMU's default CPU model when a domain has no <cpu> element
 DEFAULT_MODELS = {'i686': 'qemu32'}
 DEFAULT_MODEL = 'qemu64'
-_VERSION_LINES = {
-    'daemon': re.compile(r'^\s*Running against daemon:\s*(\d+)\.(\d+)(?:\.(\d+))?', re.M),
-    'library': re.compile(r'^\s*Using library:\s*libvirt\s+(\d+)\.(\d+)(?:\.(\d+))?', re.M),
-    'hypervisor': re.compile(r'^\s*Running hypervisor:\s*QEMU\s+(\d+)\.(\d+)(?:\.(\d+))?', re.M),
-}
 
 
 class FixOptionError(ValueError):
@@ -60,49 +54,6 @@ class FixOptionError(ValueError):
 class HvAvicUnsupported(FixOptionError):
     """hyperv=avic was asked for, but this libvirt/QEMU cannot set <avic state='on'/>, or this
     kernel (older than 5.15) inhibits AVIC for any SynIC whatever it says."""
-
-
-def _triple(match):
-    if not match:
-        return None
-    return tuple(int(g or 0) for g in match.groups())
-
-
-def version_text(version):
-    return '.'.join(str(v) for v in version) if version else 'unknown'
-
-
-def parse_virsh_version(text):
-    """Versions from ``virsh version --daemon``: {'libvirt', 'library', 'qemu'}, each a
-    (major, minor, micro) tuple or None.
-
-    ``libvirt`` is the daemon's version ("Running against daemon"), which decides what the
-    domain XML may contain; it falls back to the client library when virsh printed no daemon
-    line. ``qemu`` is the "Running hypervisor: QEMU x.y.z" line only ("Using API: QEMU" names
-    the libvirt driver API version, not QEMU's).
-    """
-    text = text or ''
-    library = _triple(_VERSION_LINES['library'].search(text))
-    daemon = _triple(_VERSION_LINES['daemon'].search(text))
-    return {'libvirt': daemon or library, 'library': library,
-            'qemu': _triple(_VERSION_LINES['hypervisor'].search(text))}
-
-
-def hv_avic_caps(versions):
-    """{'hv_avic': bool, 'hv_avic_reason': str or None, 'libvirt': 'x.y.z', 'qemu': 'x.y.z'}:
-    whether <avic state='on'/> can be used (libvirt >= 8.10 [doc], QEMU hv-avic >= 6.2 [?])."""
-    libvirt, qemu = versions.get('libvirt'), versions.get('qemu')
-    caps = {'hv_avic': True, 'hv_avic_reason': None,
-            'libvirt': version_text(libvirt), 'qemu': version_text(qemu)}
-    if libvirt is None:
-        caps.update(hv_avic=False, hv_avic_reason='libvirt version unknown (virsh version printed none)')
-    elif libvirt[:2] < HV_AVIC_LIBVIRT:
-        caps.update(hv_avic=False, hv_avic_reason='libvirt %s is older than %d.%d'
-                    % ((version_text(libvirt),) + HV_AVIC_LIBVIRT))
-    elif qemu is not None and qemu[:2] < HV_AVIC_QEMU:
-        caps.update(hv_avic=False, hv_avic_reason='QEMU %s is older than %d.%d'
-                    % ((version_text(qemu),) + HV_AVIC_QEMU))
-    return caps
 
 
 def check_options(options):
@@ -305,7 +256,7 @@ def _fix_hyperv(root, ids, severities, host, opts, caps, changes, notes):
             "QEMU %s; it needs libvirt >= %d.%d and QEMU >= %d.%d). Use hyperv: remove (or auto) to "
             'drop SynIC and stimer instead; nothing was changed.'
             % ((caps.get('hv_avic_reason'), caps.get('libvirt', 'unknown'), caps.get('qemu', 'unknown'))
-               + HV_AVIC_LIBVIRT + HV_AVIC_QEMU))
+               + versions.HV_AVIC_LIBVIRT + versions.HV_AVIC_QEMU))
     if strategy == 'auto':
         strategy = 'avic' if caps.get('hv_avic') else 'remove'
         if not caps.get('hv_avic') and ({'hyperv_synic', 'hyperv_stimer'} & ids):

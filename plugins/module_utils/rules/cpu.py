@@ -11,6 +11,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.vfio.avic.plugins.module_utils.parse import cpuinfo
+
 VENDORS = {
     'AuthenticAMD': 'amd',
     'HygonGenuine': 'hygon',
@@ -69,8 +71,6 @@ STATUS_SVM_UNAVAILABLE = 'svm_unavailable'
 STATUS_UNSUPPORTED_VENDOR = 'unsupported_vendor'
 STATUS_NO_AVIC_HARDWARE = 'no_avic_hardware'
 STATUS_VM_NO_AVIC = 'vm_no_avic'
-STATUSES = (STATUS_SUPPORTED, STATUS_CPUID_HIDDEN, STATUS_SVM_UNAVAILABLE,
-            STATUS_UNSUPPORTED_VENDOR, STATUS_NO_AVIC_HARDWARE, STATUS_VM_NO_AVIC)
 
 # The kernel that names CPUID Fn8000_000A EDX bit 18 "x2avic" in /proc/cpuinfo
 # ("x86/cpufeatures: Introduce x2AVIC CPUID bit", 6.0): older kernels show no
@@ -81,44 +81,6 @@ _GENERATION_NAMES = {
     'zen': 'Zen', 'zen+': 'Zen+', 'zen2': 'Zen 2', 'zen3': 'Zen 3',
     'zen4': 'Zen 4', 'zen5': 'Zen 5', 'zen6': 'Zen 6',
 }
-
-
-def parse_cpuinfo(text):
-    """Split cpuinfo text into a list of processor blocks (dicts of str).
-
-    Tolerates anything: non-text input, blank text and lines without a colon
-    give fewer or no blocks, never an exception.
-    """
-    if not isinstance(text, str):
-        if isinstance(text, bytes):
-            text = text.decode('utf-8', 'replace')
-        else:
-            return []
-    blocks = []
-    current = {}
-    for line in text.splitlines():
-        if not line.strip():
-            if current:
-                blocks.append(current)
-                current = {}
-            continue
-        if ':' not in line:
-            continue
-        key, _sep, value = line.partition(':')
-        key = key.strip()
-        if key:
-            current[key] = value.strip()
-    if current:
-        blocks.append(current)
-    return [b for b in blocks if 'vendor_id' in b or 'processor' in b or 'flags' in b]
-
-
-def _int(value):
-    try:
-        return int(str(value).strip(), 0) if str(value).strip().lower().startswith('0x') \
-            else int(str(value).strip())
-    except (TypeError, ValueError):
-        return None
 
 
 def microarchitecture(vendor, family, model):
@@ -216,14 +178,14 @@ def classify_cpu(text, kernel=None):
     (False when the kernel is too old to show the flag, else True; None when
     the kernel is not known), threads (processor blocks), status and message.
     """
-    blocks = parse_cpuinfo(text)
+    blocks = cpuinfo.blocks(text)
     first = blocks[0] if blocks else {}
     vendor_id = first.get('vendor_id', '')
     vendor = VENDORS.get(vendor_id, 'unknown')
     if vendor == 'unknown' and vendor_id:
         vendor = 'other'
-    family = _int(first.get('cpu family'))
-    model = _int(first.get('model'))
+    family = cpuinfo.number(first.get('cpu family'))
+    model = cpuinfo.number(first.get('model'))
     flags = set(first.get('flags', '').split())
     arch, segment = microarchitecture(vendor, family, model)
     cpu = {

@@ -309,21 +309,3 @@ def _auto_on_this_cpu(cpu):
         'no x2AVIC in CPUID' if not cpu.get('x2avic') else
         'older than Zen 4' if not avic_auto_enables(dict(cpu, microarchitecture='zen4')) else
         'AVIC not in CPUID')
-
-
-def kernel_meets(release, minimum=None, allow_known_issues=True):
-    """Decide whether a kernel may be used: (ok, reasons).
-
-    ``minimum`` defaults to the collection's floor; a caller passes a lower one
-    to override it. Known-issue warnings refuse only when allow_known_issues is
-    False.
-    """
-    floor = version_tuple(minimum) if minimum is not None else MINIMUM
-    reasons = []
-    if version_tuple(release) < floor:
-        reasons.append('kernel %s is older than the minimum %s' % (release, _fmt(floor)))
-    if not allow_known_issues:
-        for item in kernel_issues(release):
-            if item['id'] == 'kernel_known_issue':
-                reasons.append(item['message'])
-    return (not reasons), reasons

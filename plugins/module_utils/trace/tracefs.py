@@ -13,7 +13,8 @@ is recorded first by ``TraceState`` and written back in reverse order; ``TraceSe
 does that in ``close()``, which callers run in a ``finally`` block, also on signals.
 When tracefs is not mounted, it is mounted for the sample and unmounted afterwards.
 
-Nothing is written outside tracefs. Parsing and verdicts live in trace_verdict.py.
+Nothing is written outside tracefs. Parsing and verdicts live in events.py, inhibits.py and verdict.py, the /proc work
+(running guests, their threads, the KVM VM owners) in processes.py.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -26,8 +27,9 @@ import os
 import threading
 import time
 
+from ansible_collections.vfio.avic.plugins.module_utils.trace import events as trace_events
 from ansible_collections.vfio.avic.plugins.module_utils.trace import verdict as trace_verdict
-from ansible_collections.vfio.avic.plugins.module_utils.gather import _guests
+from ansible_collections.vfio.avic.plugins.module_utils.trace import processes
 from ansible_collections.vfio.avic.plugins.module_utils.hostfs import HostFiles
 
 DEFAULT_MOUNT_POINT = '/sys/kernel/tracing'
@@ -41,49 +43,6 @@ _COUNTER = itertools.count(1)
 
 class TracefsError(Exception):
     """tracefs cannot be used for the sample (not available, or busy); says why."""
-
-
-# --- processes ---------------------------------------------------------------------------
-def running_guests(root='/'):
-    """Running QEMU processes: [{pid, name, kvm}], as avic_facts lists them."""
-    return _guests(HostFiles(root=root))
-
-
-def guest_threads(pids, root='/'):
-    """{tid: pid} for every thread of the given processes."""
-    reader = HostFiles(root=root)
-    threads = {}
-    for pid in pids:
-        for tid in reader.listdir('/proc/%d/task' % pid):
-            if tid.isdigit():
-                threads[int(tid)] = pid
-        threads.setdefault(pid, pid)
-    return threads
-
-
-def vm_owners(root='/'):
-    """Pids holding a KVM VM file descriptor (anon_inode:kvm-vm), or None when unreadable."""
-    reader = HostFiles(root=root)
-    owners = []
-    readable = False
-    for entry in reader.listdir('/proc'):
-        if not entry.isdigit():
-            continue
-        fd_dir = reader.real('/proc/%s/fd' % entry)
-        try:
-            fds = os.listdir(fd_dir)
-        except OSError:
-            continue
-        readable = True
-        for fd in fds:
-            try:
-                target = os.readlink(os.path.join(fd_dir, fd))
-            except OSError:
-                continue
-            if target == 'anon_inode:kvm-vm':
-                owners.append(int(entry))
-                break
-    return owners if readable else None
 
 
 def host_acceleration(root='/'):
@@ -226,18 +185,10 @@ def global_busy(root):
     return None
 
 
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except OSError as exc:
-        return exc.errno == errno.EPERM
-    return True
-
-
 class TraceSession(object):
     """One sample of KVM tracepoints; use open(), start(), stop(), close() in a try/finally."""
 
-    def __init__(self, events=trace_verdict.SAMPLED_EVENTS, tracefs=None, use_instance=True, run=None,
+    def __init__(self, events=trace_events.SAMPLED_EVENTS, tracefs=None, use_instance=True, run=None,
                  mounts_path='/proc/mounts', mount_point=DEFAULT_MOUNT_POINT):
         self.events = tuple(events)
         self.wanted = tracefs
@@ -306,7 +257,7 @@ class TraceSession(object):
             if not name.startswith(INSTANCE_PREFIX):
                 continue
             pid = name[len(INSTANCE_PREFIX):].split('_')[0]
-            if pid.isdigit() and _pid_alive(int(pid)):
+            if pid.isdigit() and processes.pid_alive(int(pid)):
                 continue
             path = os.path.join(instances, name)
             try:
@@ -516,13 +467,14 @@ def sample(duration, names=None, tracefs=None, use_instance=True, run=None, root
         'kernel': kernel,
         'duration': duration,
         'host': host_acceleration(root),
-        'tracepoints_available': dict((e, False) for e in trace_verdict.SAMPLED_EVENTS),
+        'tracepoints_available': dict((e, False) for e in trace_events.SAMPLED_EVENTS),
         'sampled': False,
         'skipped_reason': None,
         'during': None,
         'interrupted': False,
     }
-    guests_before = running_guests(root)
+    reader = HostFiles(root=root)
+    guests_before = processes.running_guests(reader)
     session = TraceSession(tracefs=tracefs, use_instance=use_instance, run=run, mounts_path=mounts_path)
     agg = trace_verdict.TraceAggregator()
     started = None
@@ -556,12 +508,12 @@ def sample(duration, names=None, tracefs=None, use_instance=True, run=None, root
     result.update(report)
     if started is not None:
         result['duration'] = round(clock() - started, 3)
-    guests = running_guests(root)
+    guests = processes.running_guests(reader)
     pids = [g['pid'] for g in guests] + [g['pid'] for g in guests_before]
-    owners = vm_owners(root)
+    owners = processes.vm_owners(reader)
     evaluation = trace_verdict.evaluate(
         agg, guests, [e for e, ok in result['tracepoints_available'].items() if ok], kernel=kernel,
-        host=result['host'], threads=guest_threads(pids, root), vm_owners=owners,
+        host=result['host'], threads=processes.guest_threads(pids, reader), vm_owners=owners,
         duration=result['duration'] if result['sampled'] else None, names=names)
     if not result['sampled']:
         for guest in evaluation['guests']:
