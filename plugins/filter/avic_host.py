@@ -10,7 +10,22 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.vfio.avic.plugins.module_utils.plan import host as host_plan
+from ansible_collections.vfio.avic.plugins.module_utils.parse import cmdline as cmdline_parse
+from ansible_collections.vfio.avic.plugins.module_utils.plan import activation as activation_plan
+from ansible_collections.vfio.avic.plugins.module_utils.plan import cmdline as cmdline_plan
+from ansible_collections.vfio.avic.plugins.module_utils.plan import preflight as preflight_plan
+from ansible_collections.vfio.avic.plugins.module_utils.plan.errors import PlanError
+
+# What the host role's users write for each field module_utils names.
+ROLE_NAMES = {
+    'avic': 'avic_host_enabled', 'force_avic': 'avic_host_force_avic',
+    'nested': 'avic_host_nested', 'extra_options': 'avic_host_extra_options',
+    'allow_no_svm': 'avic_host_allow_no_svm', 'allow_old_kernel': 'avic_host_allow_old_kernel',
+    'refuse_known_issues': 'avic_host_refuse_known_issues',
+    'args': 'avic_host_iommu_args / avic_host_cmdline_extra', 'iommu_intr': 'avic_host_iommu_intr',
+    'remove': 'avic_host_cmdline_remove', 'boot_config': 'avic_host_boot_config',
+    'cmdline_extra': 'avic_host_cmdline_extra',
+}
 
 
 def _facts(value, name):
@@ -24,11 +39,11 @@ def avic_host_preflight(facts, force_avic=False, allow_no_svm=False, allow_old_k
                         refuse_known_issues=False, enabled=True):
     """configure / report / stop, with reasons and warnings."""
     try:
-        return host_plan.preflight(_facts(facts, 'avic_host_preflight'), bool(force_avic),
-                                   bool(allow_no_svm), bool(allow_old_kernel),
-                                   bool(refuse_known_issues), bool(enabled))
-    except host_plan.PlanError as exc:
-        raise AnsibleFilterError(str(exc))
+        return preflight_plan.preflight(_facts(facts, 'avic_host_preflight'), bool(force_avic),
+                                        bool(allow_no_svm), bool(allow_old_kernel),
+                                        bool(refuse_known_issues), bool(enabled), ROLE_NAMES)
+    except PlanError as exc:
+        raise AnsibleFilterError(exc.render(ROLE_NAMES))
 
 
 def avic_host_cmdline_args(iommu_args, iommu_intr=None, extra_args=None, remove=None):
@@ -36,10 +51,10 @@ def avic_host_cmdline_args(iommu_args, iommu_intr=None, extra_args=None, remove=
     arguments the collection adds may be removed) so that a bad list stops the role before it
     changes anything."""
     try:
-        args = host_plan.owned_args(iommu_args or [], iommu_intr or None, extra_args or [])
-        host_plan.removable_keys(remove or [], args)
-    except host_plan.PlanError as exc:
-        raise AnsibleFilterError(str(exc))
+        args = cmdline_plan.owned_args(iommu_args or [], iommu_intr or None, extra_args or [])
+        cmdline_plan.removable_keys(remove or [], args)
+    except PlanError as exc:
+        raise AnsibleFilterError(exc.render(ROLE_NAMES))
     return args
 
 
@@ -54,17 +69,18 @@ def avic_host_state(facts, options, cmdline_args, cmdline_changed=False, reloade
     if isinstance(options, dict):
         options = sorted(options.items())
     if next_boot == 'facts' or isinstance(next_boot, dict):
-        line = host_plan.next_boot_line(facts, next_boot if isinstance(next_boot, dict) else None)
+        ran = isinstance(next_boot, dict) and next_boot.get('target') and not next_boot.get('skipped')
+        line = cmdline_plan.next_boot_line(facts, next_boot['target'] if ran else None,
+                                           next_boot.get('next_boot') if ran else None)
     else:
         line = next_boot
     target = next_boot.get('target') if isinstance(next_boot, dict) and next_boot.get('target') \
         else (facts.get('boot_cmdline') or {}).get('target')
-    return host_plan.final_state(facts, list(options or []), list(cmdline_args or []),
-                                 bool(cmdline_changed), bool(reloaded), preflight,
-                                 next_boot=line,
-                                 remove_keys=[r.partition('=')[0] for r in remove or []],
-                                 winning_conflicts=[c for c in conflicts or [] if c.get('wins')],
-                                 target=target)
+    return activation_plan.final_state(facts, list(options or []), list(cmdline_args or []),
+                                       bool(reloaded), preflight, next_boot=line,
+                                       remove_keys=[r.partition('=')[0] for r in remove or []],
+                                       winning_conflicts=[c for c in conflicts or [] if c.get('wins')],
+                                       target=target, names=ROLE_NAMES)
 
 
 def avic_host_cmdline_needed(facts, args, remove=None, target='auto'):
@@ -75,8 +91,7 @@ def avic_host_cmdline_needed(facts, args, remove=None, target='auto'):
     every owned argument exactly once and nothing is to be removed, or no configuration is managed
     (target none). True when the line would change or the facts cannot tell: grubby, Proxmox
     without the ESP modes of ``proxmox-boot-tool status`` in the facts, an explicit target other
-    than the one found, a missing or unparseable file, or GRUB facts without ``sources`` (an older
-    avic_facts that read /etc/default/grub alone) while the running line lacks an owned argument.
+    than the one found, a missing or unparseable file.
     """
     facts = _facts(facts, 'avic_host_cmdline_needed')
     boot = facts.get('boot_cmdline') or {}
@@ -88,12 +103,7 @@ def avic_host_cmdline_needed(facts, args, remove=None, target='auto'):
         return True
     if boot.get('target') == 'none':
         return False
-    if host_plan.cmdline_needs_change(boot.get('value'), args, remove) is not False:
-        return True
-    if boot.get('target') == 'grub' and 'sources' not in boot and facts.get('cmdline') is not None:
-        return host_plan.cmdline_decision(facts.get('cmdline') or '', boot.get('value'), args,
-                                          remove)['missing'] != []
-    return False
+    return cmdline_parse.cmdline_needs_change(boot.get('value'), args, remove) is not False
 
 
 def avic_host_reboot_guard(guests, libvirt_running=None, shutdown=False, container=None,
@@ -104,8 +114,8 @@ def avic_host_reboot_guard(guests, libvirt_running=None, shutdown=False, contain
                                  'vfio.avic.avic_facts, got %r' % type(guests).__name__)
     if isinstance(libvirt_running, str):
         libvirt_running = [n.strip() for n in libvirt_running.splitlines() if n.strip()]
-    return host_plan.reboot_guard(list(guests or []), libvirt_running, bool(shutdown),
-                                  container or None, bool(check_mode))
+    return activation_plan.reboot_guard(list(guests or []), libvirt_running, bool(shutdown),
+                                        container or None, bool(check_mode))
 
 
 class FilterModule(object):

@@ -177,7 +177,8 @@ import re
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vfio.avic.plugins.module_utils.plan import kernel as kernel_plan
-from ansible_collections.vfio.avic.plugins.module_utils.gather import _boot_loader, _os_release
+from ansible_collections.vfio.avic.plugins.module_utils.boot.target import boot_loader as _boot_loader
+from ansible_collections.vfio.avic.plugins.module_utils.gather import _os_release
 from ansible_collections.vfio.avic.plugins.module_utils.hostfs import HostFiles
 
 

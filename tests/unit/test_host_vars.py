@@ -12,7 +12,8 @@ import re
 import yaml
 
 from ansible_collections.vfio.avic.plugins.module_utils import gather as gather_facts
-from ansible_collections.vfio.avic.plugins.module_utils.plan import host as host_plan
+from ansible_collections.vfio.avic.plugins.module_utils.boot import target as boot_target
+from ansible_collections.vfio.avic.plugins.module_utils.plan import cmdline as cmdline_plan
 
 from conftest import REPO
 
@@ -53,9 +54,7 @@ def test_boot_loader_commands_per_family():
 
 def avic_gather_tools():
     """The boot tools avic_facts looks for: a handler only runs a command it found."""
-    import inspect
-    source = inspect.getsource(gather_facts._boot_loader)
-    return set(re.findall(r"'([a-z0-9-]+)'", source.split('if reader.which(t)', maxsplit=1)[0]))
+    return set(boot_target.BOOT_TOOLS)
 
 
 def test_initramfs_commands_per_tool_cover_every_family():
@@ -74,8 +73,8 @@ def test_redhat_prefers_grubby_with_bls_entries_and_still_edits_grub_default():
     def exists_of(*paths):
         return lambda p: p in paths
     fedora = exists_of('/etc/default/grub', '/boot/loader/entries')
-    assert host_plan.cmdline_target(fedora, has_grubby=True) == 'grubby'
-    assert host_plan.cmdline_target(exists_of('/etc/default/grub'), has_grubby=True) == 'grub'
+    assert boot_target.cmdline_target(fedora, has_grubby=True) == 'grubby'
+    assert boot_target.cmdline_target(exists_of('/etc/default/grub'), has_grubby=True) == 'grub'
     with open(os.path.join(REPO, 'plugins', 'modules', 'avic_cmdline.py')) as handle:
         source = handle.read()
     assert "'--update-kernel=ALL'" in source
@@ -115,9 +114,9 @@ def test_choices_match_what_the_tasks_and_modules_accept():
     from ansible_collections.vfio.avic.plugins.modules import avic_cmdline
     module_targets = yaml.safe_load(avic_cmdline.DOCUMENTATION)['options']['target']['choices']
     assert options['avic_host_boot_config']['choices'] == module_targets
-    assert set(options['avic_host_iommu_intr']['choices']) == {''} | set(host_plan.IOMMU_INTR)
+    assert set(options['avic_host_iommu_intr']['choices']) == {''} | set(cmdline_plan.IOMMU_INTR)
     for value in options['avic_host_iommu_intr']['choices']:
-        host_plan.owned_args(['iommu=pt'], value or None)
+        cmdline_plan.owned_args(['iommu=pt'], value or None)
 
 
 def test_reboot_role_specs_defaults_and_callers_agree():
