@@ -111,17 +111,6 @@ def _kernel(reader):
     return release or None, upstream, version
 
 
-def _module_params(reader, module):
-    base = '/sys/module/%s' % module
-    loaded = reader.exists(base)
-    params = {}
-    for name in reader.listdir(base + '/parameters'):
-        value = reader.read('%s/parameters/%s' % (base, name))
-        if value is not None:
-            params[name] = value.strip()
-    return {'loaded': loaded, 'parameters': params}
-
-
 def _modprobe(reader):
     by_dir = {}
     for directory in modprobe_parse.MODPROBE_DIRS:
@@ -344,8 +333,8 @@ def gather(root='/', run=None, dmesg=True, guests=True, domains=False,
     reader = HostFiles(root=root)
     release, upstream, version = _kernel(reader)
     cpu = cpu_rules.classify_cpu(reader.read('/proc/cpuinfo', ''), release if version else None)
-    kvm_amd = _module_params(reader, 'kvm_amd')
-    kvm_intel = _module_params(reader, 'kvm_intel')
+    kvm_amd = modprobe_parse.loaded_module(reader, 'kvm_amd')
+    kvm_intel = modprobe_parse.loaded_module(reader, 'kvm_intel')
     modprobe = _modprobe(reader)
     cmdline = (reader.read('/proc/cmdline') or '').strip()
     args = cmdline_parse.split_args(cmdline)

@@ -47,6 +47,8 @@ description:
     C(GRUB_CMDLINE_LINUX), which is then not duplicated).'
   - Backs each file up before a change. Regenerating the boot loader configuration is left to the
     caller (the C(vfio.avic.host) role runs it as a handler); RV(refresh) says what to run.
+  - RV(reboot_required) says whether a reboot would apply anything, comparing the running command
+    line (C(/proc/cmdline)) with RV(next_boot); the module never reboots.
 author:
   - vfio.avic maintainers (@vfio-avic)
 extends_documentation_fragment:
@@ -145,6 +147,17 @@ paths:
   returned: always
   type: list
   elements: str
+reboot_required:
+  description: >-
+    Whether a reboot would apply owned arguments: the running command line lacks one (or carries a
+    key of O(remove)) and RV(next_boot) carries them all. False when the running line has them, and
+    when the next boot would not carry them either (RV(reboot_reason) then says why).
+  returned: always
+  type: bool
+reboot_reason:
+  description: Why a reboot is required, or why it would not help; null when the running line has every owned argument.
+  returned: always
+  type: str
 notes:
   description: What the edit had to decide (a seeded file, the grub.d file that wins, the Proxmox ESP mode).
   returned: always
@@ -255,6 +268,14 @@ def edit_kernel_cmdline(files, module, args, remove, changes, notes, seed=True):
     return before if not note else '', after
 
 
+def reboot(files, args, remove, next_boot, target):
+    """reboot_required and reboot_reason: whether the next boot applies what the running
+    command line (/proc/cmdline below the root) lacks."""
+    decision = cmdline_plan.cmdline_decision((files.read('/proc/cmdline') or '').strip(), next_boot,
+                                             args, remove, target)
+    return {'reboot_required': decision['pending'], 'reboot_reason': decision['reason']}
+
+
 def run(module):
     params = module.params
     files = HostFiles(module, params['root'])
@@ -274,6 +295,7 @@ def run(module):
         result['msg'] = ('no boot loader configuration found (%s, %s or grubby): the kernel command '
                          'line was not changed' % (GRUB, KERNEL_CMDLINE))
         result['changed'] = False
+        result.update(reboot(files, args, remove, None, target))
         return result
     if target == 'grubby':
         changed, before, after = run_grubby(module, args, remove)
@@ -293,6 +315,7 @@ def run(module):
                       else 'kernel-install')
     result.update(changed=result.get('changed') or bool(changes), backups=files.backups,
                   paths=[c['path'] for c in changes])
+    result.update(reboot(files, args, remove, result['next_boot'], target))
     if notes:
         result['msg'] = '; '.join(notes)
     if module._diff:

@@ -19,6 +19,8 @@ description:
     C(kvm_amd) option to another value, or blacklist C(kvm_amd), and whether they win.
   - With O(comment_conflicts=true) comments those option lines out, after a backup of each file.
   - Only files change; loading the options is the job of a module reload or a reboot.
+    RV(reload_required) says whether the running C(kvm_amd) (as C(/sys/module/kvm_amd) shows it)
+    must be reloaded to take the options, and RV(reload_differs) which parameters differ.
 author:
   - vfio.avic maintainers (@vfio-avic)
 extends_documentation_fragment:
@@ -115,6 +117,22 @@ backups:
   returned: always
   type: list
   elements: str
+reload_required:
+  description: >-
+    Whether C(kvm_amd) must be reloaded (or the host rebooted) before it runs the options written:
+    it runs other values, or it is not loaded (it takes them when it loads). The module never
+    reloads it; in a container the module belongs to the container host.
+  returned: always
+  type: bool
+loaded:
+  description: Whether C(kvm_amd) is loaded (C(/sys/module/kvm_amd) exists).
+  returned: always
+  type: bool
+reload_differs:
+  description: The parameters whose running value differs from the one written, name to C(configured) and C(running).
+  returned: always
+  type: dict
+  sample: {avic: {configured: '1', running: N}}
 '''
 
 import os
@@ -122,6 +140,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vfio.avic.plugins.module_utils.parse import modprobe as modprobe_parse
+from ansible_collections.vfio.avic.plugins.module_utils.plan import activation as activation_plan
 from ansible_collections.vfio.avic.plugins.module_utils.plan import modprobe as modprobe_plan
 from ansible_collections.vfio.avic.plugins.module_utils.plan.errors import PlanError
 from ansible_collections.vfio.avic.plugins.module_utils.hostfs import HostFiles
@@ -167,8 +186,11 @@ def run(module):
             found = modprobe_plan.conflicts(ordered(), params['path'], options)
         elif commented:
             found = [c for c in found if c['path'] not in commented or not c['option']]
+    reload = activation_plan.reload_plan(modprobe_parse.loaded_module(files), options)
     result = dict(changed=bool(changes), path=params['path'], options=dict(options),
-                  conflicts=found, commented=commented, backups=files.backups)
+                  conflicts=found, commented=commented, backups=files.backups,
+                  reload_required=reload['required'], loaded=reload['loaded'],
+                  reload_differs=reload['differs'])
     if module._diff:
         result['diff'] = [c['diff'] for c in changes]
     return result

@@ -11,6 +11,7 @@ import pytest
 from ansible_collections.vfio.avic.plugins.module_utils.hostfs import HostFiles
 from ansible_collections.vfio.avic.plugins.module_utils import gather as gather_facts
 from ansible_collections.vfio.avic.plugins.module_utils.boot import target as boot_target
+from ansible_collections.vfio.avic.plugins.module_utils.plan import cmdline as cmdline_plan
 
 from conftest import write_host_tree
 
@@ -18,20 +19,20 @@ from conftest import write_host_tree
 ARGS = ['amd_iommu=on', 'iommu=pt']
 
 
-def test_cmdline_needed_filter_runs_the_module_where_the_facts_cannot_tell():
+def test_cmdline_edit_needed_runs_the_module_where_the_facts_cannot_tell():
     from ansible_collections.vfio.avic.plugins.filter import avic_host as host_filters
     done = {'cpu': {}, 'cmdline': 'root=/dev/sda1 amd_iommu=on iommu=pt',
             'boot_cmdline': {'target': 'grub', 'value': 'quiet amd_iommu=on iommu=pt'}}
-    assert host_filters.avic_host_cmdline_needed(done, ARGS) is False
+    assert cmdline_plan.edit_needed(done, ARGS) is False
     # configured but not running: the facts read the grub.d files too, so nothing is to edit and
     # the reboot is pending
     waiting = dict(done, cmdline='root=/dev/sda1')
     read = dict(waiting, boot_cmdline=dict(done['boot_cmdline'], sources=['/etc/default/grub']))
-    assert host_filters.avic_host_cmdline_needed(read, ARGS) is False
+    assert cmdline_plan.edit_needed(read, ARGS) is False
     proxmox = dict(done, boot_loader={'kind': 'proxmox-boot-tool'},
                    boot_cmdline={'target': 'kernel_cmdline', 'value': 'root=ZFS=x amd_iommu=on iommu=pt'})
-    assert host_filters.avic_host_cmdline_needed(proxmox, ARGS) is True
-    assert host_filters.avic_host_cmdline_needed(dict(done, boot_cmdline={'target': 'none', 'value': None}), ARGS) is False
+    assert cmdline_plan.edit_needed(proxmox, ARGS) is True
+    assert cmdline_plan.edit_needed(dict(done, boot_cmdline={'target': 'none', 'value': None}), ARGS) is False
 
 
 def test_state_filter_takes_the_module_result_as_the_next_boot(tmp_path):
@@ -79,7 +80,7 @@ SKIP_CASES = [
 
 
 @pytest.mark.parametrize('name,files,remove,needed', SKIP_CASES, ids=[c[0] for c in SKIP_CASES])
-def test_cmdline_needed_agrees_with_the_module_in_check_mode(tmp_path, name, files, remove, needed):
+def test_cmdline_edit_needed_agrees_with_the_module_in_check_mode(tmp_path, name, files, remove, needed):
     from ansible_collections.vfio.avic.plugins.filter import avic_host as host_filters
     from conftest import run_module_direct
     root = write_host_tree(tmp_path, cpuinfo_name='zen4_epyc_9654.txt', files=files)
@@ -89,12 +90,12 @@ def test_cmdline_needed_agrees_with_the_module_in_check_mode(tmp_path, name, fil
         assert result.get('failed') and 'fix its quoting' in result['msg']
     else:
         assert result['changed'] is needed, result
-    assert host_filters.avic_host_cmdline_needed(facts, ARGS, remove) is needed
+    assert cmdline_plan.edit_needed(facts, ARGS, remove) is needed
     # the running line lacks them in every case: with the new facts that alone asks for nothing
     assert 'amd_iommu=on' not in facts['cmdline']
 
 
-def test_cmdline_needed_on_proxmox_only_without_the_esp_modes(tmp_path):
+def test_cmdline_edit_needed_on_proxmox_only_without_the_esp_modes(tmp_path):
     from ansible_collections.vfio.avic.plugins.filter import avic_host as host_filters
     root = write_host_tree(tmp_path, cpuinfo_name='zen4_epyc_9654.txt', files={
         '/etc/kernel/proxmox-boot-uuids': '6E4D-1A2B\n', '/usr/sbin/proxmox-boot-tool': '',
@@ -102,17 +103,17 @@ def test_cmdline_needed_on_proxmox_only_without_the_esp_modes(tmp_path):
         '/etc/kernel/cmdline': 'root=ZFS=rpool/ROOT/pve-1 boot=zfs amd_iommu=on iommu=pt\n'})
     facts = gather_facts.gather(root=root)
     assert facts['boot_cmdline']['esp_modes'] is None
-    assert host_filters.avic_host_cmdline_needed(facts, ARGS) is True
+    assert cmdline_plan.edit_needed(facts, ARGS) is True
 
     def status(mode):
         return lambda argv: (0, '6E4D-1A2B is configured with: %s (versions: 6.8.12-4-pve)\n' % mode, '')
     uefi = dict(facts, boot_cmdline=boot_target.next_boot_cmdline(HostFiles(root=root), status('uefi')))
-    assert host_filters.avic_host_cmdline_needed(uefi, ARGS) is False
+    assert cmdline_plan.edit_needed(uefi, ARGS) is False
     # the ESPs boot GRUB, whose line lacks them
     grub = dict(facts, boot_cmdline=boot_target.next_boot_cmdline(HostFiles(root=root), status('grub')))
     assert grub['boot_cmdline']['target'] == 'grub'
-    assert host_filters.avic_host_cmdline_needed(grub, ARGS) is True
-    assert host_filters.avic_host_cmdline_needed(uefi, ARGS, [], 'grub') is True
+    assert cmdline_plan.edit_needed(grub, ARGS) is True
+    assert cmdline_plan.edit_needed(uefi, ARGS, [], 'grub') is True
 
 
 def facts_for(tmp_path, cpuinfo_name, kernel='6.1.0-26-amd64', params=None, files=None):

@@ -1,8 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: contributors to the vfio.avic collection
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""modprobe.d files as kmod reads them: directory order, logical lines, a module's options
-(stdlib only)."""
+"""modprobe.d files as kmod reads them: directory order, logical lines, a module's options; and
+a loaded module's parameters in sysfs (stdlib only)."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -14,6 +14,18 @@ MODULE = 'kvm_amd'
 # wins, and all files are then read sorted by name (kmod's rules).
 MODPROBE_DIRS = ('/etc/modprobe.d', '/run/modprobe.d', '/usr/local/lib/modprobe.d',
                  '/lib/modprobe.d', '/usr/lib/modprobe.d')
+
+
+def loaded_module(files, module=MODULE):
+    """{loaded, parameters} of a kernel module as sysfs shows it (/sys/module/<module>) below the
+    root of ``files`` (a hostfs.HostFiles); the values stripped of their newline."""
+    base = '/sys/module/%s' % module
+    parameters = {}
+    for name in files.listdir(base + '/parameters'):
+        value = files.read('%s/parameters/%s' % (base, name))
+        if value is not None:
+            parameters[name] = value.strip()
+    return {'loaded': files.exists(base), 'parameters': parameters}
 
 
 def module_name(name):

@@ -13,6 +13,17 @@ from ansible_collections.vfio.avic.plugins.module_utils.plan.errors import say
 from ansible_collections.vfio.avic.plugins.module_utils.rules import host as host_rules
 
 
+def reload_plan(kvm_amd, options):
+    """Whether the running kvm_amd must be reloaded to take ``options`` [(name, value)]:
+    {required, loaded, differs}. ``kvm_amd`` is {loaded, parameters} as sysfs shows it; a module
+    that is not loaded takes the options when it loads (required, nothing differs)."""
+    kvm = kvm_amd or {}
+    differs = host_rules.pending_differences(kvm.get('parameters') or {}, dict(options)) \
+        if kvm.get('loaded') else {}
+    return {'required': bool(differs) or not kvm.get('loaded'), 'loaded': bool(kvm.get('loaded')),
+            'differs': differs}
+
+
 def activation(facts, options, cmdline_args, next_boot=None, remove_keys=(), reloaded=False,
                winning_conflicts=(), target=None, names=None):
     """What activating the options needs now: {reload_needed, reboot, cmdline_pending,
@@ -23,11 +34,8 @@ def activation(facts, options, cmdline_args, next_boot=None, remove_keys=(), rel
     load would take the managed ones (no winning modprobe.d file, no kvm_amd.* argument of the
     next boot against them).
     """
-    kvm = facts.get('kvm_amd') or {}
-    params = kvm.get('parameters') or {}
-    wanted = dict(options)
-    differs = host_rules.pending_differences(params, wanted) if kvm.get('loaded') else {}
-    reload_needed = bool(differs) or not kvm.get('loaded')
+    reload = reload_plan(facts.get('kvm_amd'), options)
+    differs, reload_needed = reload['differs'], reload['required']
     decision = cmdline_plan.cmdline_decision(facts.get('cmdline') or '', next_boot, cmdline_args,
                                              remove_keys, target, names)
     reasons = [decision['reason']] if decision['reason'] else []
@@ -49,17 +57,38 @@ def activation(facts, options, cmdline_args, next_boot=None, remove_keys=(), rel
             'differs': differs}
 
 
+def event_reasons(events):
+    """What happened while activating, as reasons, in this order: the reload error, the reload
+    skipped for running guests, the reboot skipped (and why), the command-line edit's notes, check
+    mode. ``events`` is {reload_error, reload_guests, reboot_skipped, notes, check_mode}."""
+    events = events or {}
+    out = []
+    if events.get('reload_error'):
+        out.append(str(events['reload_error']))
+    if events.get('reload_guests'):
+        out.append('guests are running (%s): kvm_amd was not reloaded'
+                   % ', '.join(str(g) for g in events['reload_guests']))
+    if events.get('reboot_skipped'):
+        out.append(str(events['reboot_skipped']))
+    out.extend(str(n) for n in events.get('notes') or ())
+    if events.get('check_mode'):
+        out.append('check mode: nothing was changed')
+    return out
+
+
 def final_state(facts, options, cmdline_args, reloaded=False, preflight_result=None,
-                next_boot=None, remove_keys=(), winning_conflicts=(), target=None, names=None):
+                next_boot=None, remove_keys=(), winning_conflicts=(), target=None, names=None,
+                events=None):
     """The host's state {state, reasons, running, wanted, ...} after the role acted.
 
     ``facts`` are the vfio_avic facts read after activation (or before, when nothing changed);
     ``next_boot`` the configured command line of the next boot (cmdline.next_boot_line()); the
-    state follows the configured line, not whether it was just edited.
+    state follows the configured line, not whether it was just edited. ``events`` are added to
+    the reasons (event_reasons()).
     """
     pre = preflight_result or {}
     if pre.get('action') in ('report', 'stop'):
-        return {'state': pre['state'], 'reasons': list(pre.get('reasons') or []),
+        return {'state': pre['state'], 'reasons': list(pre.get('reasons') or []) + event_reasons(events),
                 'warnings': list(pre.get('warnings') or []), 'running': {}, 'wanted': {},
                 'reloaded': False, 'reload_needed': False, 'cmdline_pending': False,
                 'reboot_needed': False}
@@ -108,7 +137,8 @@ def final_state(facts, options, cmdline_args, reloaded=False, preflight_result=N
         state = 'active'
     else:
         state = 'failed'
-    return {'state': state, 'reasons': reasons, 'warnings': list(pre.get('warnings') or []),
+    return {'state': state, 'reasons': reasons + event_reasons(events),
+            'warnings': list(pre.get('warnings') or []),
             'running': dict((k, params.get(k)) for k in sorted(wanted) if k in params),
             'wanted': wanted, 'reloaded': bool(reloaded),
             'reload_needed': plan['reload_needed'],

@@ -186,3 +186,24 @@ def cmdline_option_conflicts(options, running=None, next_boot=None, names=None):
                            % (where, key, found[key], key, wanted[key], key, wanted[key],
                               say(names, 'cmdline_extra')))
     return out
+
+
+def edit_needed(facts, args, remove_keys=(), target='auto'):
+    """Whether vfio.avic.avic_cmdline has anything to do, judged from the facts' configured line.
+
+    False when the facts answer the question: the line the next boot gets from the configuration
+    the module would edit (boot_cmdline: GRUB with its grub.d files, /etc/kernel/cmdline) carries
+    every owned argument exactly once and nothing is to be removed, or no configuration is managed
+    (target none). True when the line would change or the facts cannot tell: grubby, Proxmox
+    without the ESP modes of ``proxmox-boot-tool status`` in the facts, an explicit target other
+    than the one found, a missing or unparseable file.
+    """
+    boot = facts.get('boot_cmdline') or {}
+    if boot.get('target') in (None, 'grubby') or target not in ('auto', boot.get('target')):
+        return True
+    if (facts.get('boot_loader') or {}).get('kind') == 'proxmox-boot-tool' and boot.get('esp_modes') is None:
+        return True
+    if boot.get('target') == 'none':
+        return False
+    return cmdline_parse.cmdline_needs_change(boot.get('value'), list(args or []),
+                                              [arg_key(r) for r in remove_keys or ()]) is not False
