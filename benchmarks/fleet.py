@@ -54,9 +54,12 @@ def start_hosts(n):
 
 
 def stop_hosts():
-    listed = sh(['podman', 'ps', '-a', '--format', '{{.Names}}']).stdout.split()
-    ours = [n for n in listed if n.startswith(PREFIX)]
-    if ours:
+    # a loaded machine can leave a container behind from one podman rm: ask again until none is left
+    for _attempt in range(3):
+        listed = sh(['podman', 'ps', '-a', '--format', '{{.Names}}']).stdout.split()
+        ours = [n for n in listed if n.startswith(PREFIX)]
+        if not ours:
+            return
         sh(['podman', 'rm', '-f', '-t', '2'] + ours)
 
 

@@ -6,7 +6,7 @@ import re
 import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ROLES = ('kernel', 'host', 'guest', 'report', 'reboot')
+ROLES = ('kernel', 'host', 'guest', 'report', '_reboot')
 
 
 def text(value):

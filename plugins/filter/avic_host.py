@@ -1,8 +1,10 @@
 # -*- coding: utf-8 -*-
 # Copyright: contributors to the vfio.avic collection
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Host role filters: preflight decision, owned command-line arguments, final state and what
-activating needs, and the running-guest guard before a reload or a reboot."""
+"""Host role filters: the preflight decision (with the owned command-line arguments and whether
+avic_cmdline has anything to do), the host's state after activation, and the running-guest guard
+before a reload or a reboot. The decisions live in module_utils/plan; these filters only name the
+fields as the role's users write them."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -10,7 +12,21 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.vfio.avic.plugins.module_utils.plan import host as host_plan
+from ansible_collections.vfio.avic.plugins.module_utils.plan import activation as activation_plan
+from ansible_collections.vfio.avic.plugins.module_utils.plan import cmdline as cmdline_plan
+from ansible_collections.vfio.avic.plugins.module_utils.plan import preflight as preflight_plan
+from ansible_collections.vfio.avic.plugins.module_utils.plan.errors import PlanError
+
+# What the host role's users write for each field module_utils names.
+ROLE_NAMES = {
+    'avic': 'avic_host_enabled', 'force_avic': 'avic_host_force_avic',
+    'nested': 'avic_host_nested', 'extra_options': 'avic_host_extra_options',
+    'allow_no_svm': 'avic_host_allow_no_svm', 'allow_old_kernel': 'avic_host_allow_old_kernel',
+    'refuse_known_issues': 'avic_host_refuse_known_issues',
+    'args': 'avic_host_iommu_args / avic_host_cmdline_extra', 'iommu_intr': 'avic_host_iommu_intr',
+    'remove': 'avic_host_cmdline_remove', 'boot_config': 'avic_host_boot_config',
+    'cmdline_extra': 'avic_host_cmdline_extra',
+}
 
 
 def _facts(value, name):
@@ -21,79 +37,52 @@ def _facts(value, name):
 
 
 def avic_host_preflight(facts, force_avic=False, allow_no_svm=False, allow_old_kernel=False,
-                        refuse_known_issues=False, enabled=True):
-    """configure / report / stop, with reasons and warnings."""
+                        refuse_known_issues=False, enabled=True, iommu_args=None, iommu_intr=None,
+                        cmdline_extra=None, cmdline_remove=None, boot_config='auto'):
+    """configure / report / stop, with reasons and warnings; ``cmdline_args`` the owned kernel
+    arguments (``cmdline_remove`` checked against them, so that a bad list stops the role before
+    it changes anything), ``cmdline_needed`` whether vfio.avic.avic_cmdline has anything to do,
+    ``status`` the host's state where the role stops or only reports here."""
+    facts = _facts(facts, 'avic_host_preflight')
     try:
-        return host_plan.preflight(_facts(facts, 'avic_host_preflight'), bool(force_avic),
-                                   bool(allow_no_svm), bool(allow_old_kernel),
-                                   bool(refuse_known_issues), bool(enabled))
-    except host_plan.PlanError as exc:
-        raise AnsibleFilterError(str(exc))
+        result = preflight_plan.preflight(facts, bool(force_avic), bool(allow_no_svm),
+                                          bool(allow_old_kernel), bool(refuse_known_issues),
+                                          bool(enabled), ROLE_NAMES)
+        args = cmdline_plan.owned_args(iommu_args or [], iommu_intr or None, cmdline_extra or [])
+        remove = cmdline_plan.removable_keys(cmdline_remove or [], args)
+    except PlanError as exc:
+        raise AnsibleFilterError(exc.render(ROLE_NAMES))
+    result['cmdline_args'] = args
+    result['cmdline_needed'] = cmdline_plan.edit_needed(facts, args, remove, boot_config or 'auto')
+    result['status'] = activation_plan.final_state(facts, [], [], preflight_result=result) \
+        if result['action'] != 'configure' else None
+    return result
 
 
-def avic_host_cmdline_args(iommu_args, iommu_intr=None, extra_args=None, remove=None):
-    """The kernel arguments the host role owns; ``remove`` is checked against them (only
-    arguments the collection adds may be removed) so that a bad list stops the role before it
-    changes anything."""
-    try:
-        args = host_plan.owned_args(iommu_args or [], iommu_intr or None, extra_args or [])
-        host_plan.removable_keys(remove or [], args)
-    except host_plan.PlanError as exc:
-        raise AnsibleFilterError(str(exc))
-    return args
+def avic_host_state(facts, options, cmdline_args, reloaded=False, preflight=None,
+                    next_boot='facts', remove=None, conflicts=None, events=None):
+    """The host's state after the role acted, and what activating needs (reload, reboot).
 
-
-def avic_host_state(facts, options, cmdline_args, cmdline_changed=False, reloaded=False,
-                    preflight=None, next_boot='facts', remove=None, conflicts=None):
-    """avic_host_status after the role acted; also what activating needs (reload, reboot).
-
-    ``next_boot`` is the registered result of vfio.avic.avic_cmdline (its next_boot line), a
-    command line, None (no managed configuration) or 'facts' (the facts' boot_cmdline).
+    ``next_boot`` is the registered result of vfio.avic.avic_cmdline (its next_boot line; a
+    skipped task means the facts' line), a command line, None (no managed configuration) or
+    'facts' (the facts' boot_cmdline). ``events`` are what happened meanwhile (reload_error,
+    reload_guests, reboot_skipped, notes, check_mode), added to the reasons.
     """
     facts = _facts(facts, 'avic_host_state')
     if isinstance(options, dict):
         options = sorted(options.items())
+    ran = isinstance(next_boot, dict) and next_boot.get('target') and not next_boot.get('skipped')
     if next_boot == 'facts' or isinstance(next_boot, dict):
-        line = host_plan.next_boot_line(facts, next_boot if isinstance(next_boot, dict) else None)
+        line = cmdline_plan.next_boot_line(facts, next_boot['target'] if ran else None,
+                                           next_boot.get('next_boot') if ran else None)
     else:
         line = next_boot
-    target = next_boot.get('target') if isinstance(next_boot, dict) and next_boot.get('target') \
-        else (facts.get('boot_cmdline') or {}).get('target')
-    return host_plan.final_state(facts, list(options or []), list(cmdline_args or []),
-                                 bool(cmdline_changed), bool(reloaded), preflight,
-                                 next_boot=line,
-                                 remove_keys=[r.partition('=')[0] for r in remove or []],
-                                 winning_conflicts=[c for c in conflicts or [] if c.get('wins')],
-                                 target=target)
-
-
-def avic_host_cmdline_needed(facts, args, remove=None, target='auto'):
-    """Whether vfio.avic.avic_cmdline has anything to do, judged from the facts' configured line.
-
-    False when the facts answer the question: the line the next boot gets from the configuration
-    the module would edit (boot_cmdline: GRUB with its grub.d files, /etc/kernel/cmdline) carries
-    every owned argument exactly once and nothing is to be removed, or no configuration is managed
-    (target none). True when the line would change or the facts cannot tell: grubby, Proxmox
-    without the ESP modes of ``proxmox-boot-tool status`` in the facts, an explicit target other
-    than the one found, a missing or unparseable file, or GRUB facts without ``sources`` (an older
-    avic_facts that read /etc/default/grub alone) while the running line lacks an owned argument.
-    """
-    facts = _facts(facts, 'avic_host_cmdline_needed')
-    boot = facts.get('boot_cmdline') or {}
-    args = list(args or [])
-    remove = [r.partition('=')[0] for r in remove or []]
-    if boot.get('target') in (None, 'grubby') or target not in ('auto', boot.get('target')):
-        return True
-    if (facts.get('boot_loader') or {}).get('kind') == 'proxmox-boot-tool' and boot.get('esp_modes') is None:
-        return True
-    if boot.get('target') == 'none':
-        return False
-    if host_plan.cmdline_needs_change(boot.get('value'), args, remove) is not False:
-        return True
-    if boot.get('target') == 'grub' and 'sources' not in boot and facts.get('cmdline') is not None:
-        return host_plan.cmdline_decision(facts.get('cmdline') or '', boot.get('value'), args,
-                                          remove)['missing'] != []
-    return False
+    target = next_boot['target'] if ran else (facts.get('boot_cmdline') or {}).get('target')
+    return activation_plan.final_state(facts, list(options or []), list(cmdline_args or []),
+                                       bool(reloaded), preflight, next_boot=line,
+                                       remove_keys=[r.partition('=')[0] for r in remove or []],
+                                       winning_conflicts=[c for c in conflicts or [] if c.get('wins')],
+                                       target=target, names=ROLE_NAMES, events=events)
 
 
 def avic_host_reboot_guard(guests, libvirt_running=None, shutdown=False, container=None,
@@ -104,8 +93,8 @@ def avic_host_reboot_guard(guests, libvirt_running=None, shutdown=False, contain
                                  'vfio.avic.avic_facts, got %r' % type(guests).__name__)
     if isinstance(libvirt_running, str):
         libvirt_running = [n.strip() for n in libvirt_running.splitlines() if n.strip()]
-    return host_plan.reboot_guard(list(guests or []), libvirt_running, bool(shutdown),
-                                  container or None, bool(check_mode))
+    return activation_plan.reboot_guard(list(guests or []), libvirt_running, bool(shutdown),
+                                        container or None, bool(check_mode))
 
 
 class FilterModule(object):
@@ -114,8 +103,6 @@ class FilterModule(object):
     def filters(self):
         return {
             'avic_host_preflight': avic_host_preflight,
-            'avic_host_cmdline_args': avic_host_cmdline_args,
             'avic_host_state': avic_host_state,
-            'avic_host_cmdline_needed': avic_host_cmdline_needed,
             'avic_host_reboot_guard': avic_host_reboot_guard,
         }

@@ -20,7 +20,9 @@ import re
 from ansible_collections.vfio.avic.plugins.module_utils.rules import cpu as cpu_rules
 from ansible_collections.vfio.avic.plugins.module_utils.rules import domain as domain_rules
 from ansible_collections.vfio.avic.plugins.module_utils.rules import host as host_rules
-from ansible_collections.vfio.avic.plugins.module_utils.plan import host as host_plan
+from ansible_collections.vfio.avic.plugins.module_utils.boot import target as boot_target
+from ansible_collections.vfio.avic.plugins.module_utils.parse import cmdline as cmdline_parse
+from ansible_collections.vfio.avic.plugins.module_utils.parse import modprobe as modprobe_parse
 from ansible_collections.vfio.avic.plugins.module_utils.rules import kernel as kernel_rules
 from ansible_collections.vfio.avic.plugins.module_utils.guests import proxmox as proxmox_guest
 from ansible_collections.vfio.avic.plugins.module_utils.guests import qemu as qemu_guest
@@ -28,6 +30,7 @@ from ansible_collections.vfio.avic.plugins.module_utils.hostfs import HostFiles
 from ansible_collections.vfio.avic.plugins.module_utils.rules import domain_host
 from ansible_collections.vfio.avic.plugins.module_utils.parse import os_release
 from ansible_collections.vfio.avic.plugins.module_utils.trace import processes
+from ansible_collections.vfio.avic.plugins.module_utils.parse.boolean import parse_bool
 
 FACTS_SCHEMA = 1
 
@@ -86,24 +89,13 @@ def _kernel(reader):
     return release or None, upstream, version
 
 
-def _module_params(reader, module):
-    base = '/sys/module/%s' % module
-    loaded = reader.exists(base)
-    params = {}
-    for name in reader.listdir(base + '/parameters'):
-        value = reader.read('%s/parameters/%s' % (base, name))
-        if value is not None:
-            params[name] = value.strip()
-    return {'loaded': loaded, 'parameters': params}
-
-
 def _modprobe(reader):
     by_dir = {}
-    for directory in host_rules.MODPROBE_DIRS:
+    for directory in modprobe_parse.MODPROBE_DIRS:
         by_dir[directory] = reader.listdir(directory, files_only=True)
-    paths = host_rules.modprobe_file_order(by_dir)
+    paths = modprobe_parse.modprobe_file_order(by_dir)
     files = [(path, reader.read(path, '')) for path in paths]
-    result = host_rules.parse_modprobe(files)
+    result = modprobe_parse.parse_modprobe(files)
     result['read'] = paths
     return result
 
@@ -111,74 +103,12 @@ def _modprobe(reader):
 def _iommu(reader, args):
     units = reader.listdir('/sys/class/iommu')
     return {
-        'amd_iommu': host_rules.cmdline_value(args, 'amd_iommu'),
-        'iommu': host_rules.cmdline_value(args, 'iommu'),
-        'amd_iommu_intr': host_rules.cmdline_value(args, 'amd_iommu_intr'),
+        'amd_iommu': cmdline_parse.cmdline_value(args, 'amd_iommu'),
+        'iommu': cmdline_parse.cmdline_value(args, 'iommu'),
+        'amd_iommu_intr': cmdline_parse.cmdline_value(args, 'amd_iommu_intr'),
         'units': units,
         'amd_vi': any(u.startswith('ivhd') for u in units),
     }
-
-
-def _boot_loader(reader):
-    tools = [t for t in ('update-grub', 'grub-mkconfig', 'grub2-mkconfig', 'grubby',
-                         'kernel-install', 'bootctl', 'proxmox-boot-tool', 'update-bootloader')
-             if reader.which(t)]
-    files = {
-        'default_grub': reader.exists('/etc/default/grub'),
-        'kernel_cmdline': reader.exists('/etc/kernel/cmdline'),
-        'grub_cfg': next((p for p in ('/boot/grub/grub.cfg', '/boot/grub2/grub.cfg')
-                          if reader.exists(p)), None),
-    }
-    if reader.exists('/etc/kernel/proxmox-boot-uuids'):
-        kind = 'proxmox-boot-tool'
-    elif any(reader.exists(p) for p in ('/boot/loader/loader.conf', '/efi/loader/loader.conf',
-                                        '/boot/efi/loader/loader.conf')):
-        kind = 'systemd-boot'
-    elif files['default_grub'] or files['grub_cfg']:
-        kind = 'grub'
-    else:
-        kind = 'unknown'
-    return {'kind': kind, 'tools': tools, 'files': files}
-
-
-def _esp_modes(reader, run):
-    """The ESP modes of ``proxmox-boot-tool status`` (a read-only listing), sorted, on a Proxmox
-    host whose tool ran; None where it is not Proxmox, the tool is missing or failed, or no
-    command may run (``run`` None)."""
-    if run is None or not reader.exists(host_plan.PROXMOX_UUIDS):
-        return None
-    tool = reader.which('proxmox-boot-tool')
-    if not tool:
-        return None
-    rc, out, _err = run([tool, 'status'])
-    return sorted(host_plan.proxmox_boot_modes(out)) if rc == 0 else None
-
-
-def _boot_cmdline(reader, run=None):
-    """The kernel command line as configured for the next boot, where the host role edits it.
-
-    ``target`` follows host_plan.cmdline_target() (with the Proxmox ESP modes where
-    ``run`` may read them), ``value`` is the line the next boot gets from that configuration
-    (GRUB: host_plan.grub_next_boot() over /etc/default/grub and /etc/default/grub.d/*.cfg;
-    None where a file is missing or cannot be parsed), ``sources`` the files it came from.
-    """
-    modes = _esp_modes(reader, run)
-    target = host_plan.cmdline_target(reader.exists, bool(reader.which('grubby')),
-                                      set(modes) if modes else None)
-    value, sources = None, []
-    if target == 'grub':
-        def read(path):
-            text = reader.read(path)
-            if text is not None:
-                sources.append(path)
-            return text
-        value = host_plan.grub_next_boot(read, reader.listdir)
-    elif target == 'kernel_cmdline':
-        text = reader.read(host_plan.KERNEL_CMDLINE_FILE)
-        if text is not None:
-            value = ' '.join(host_plan.split_kernel_args(text))
-            sources.append(host_plan.KERNEL_CMDLINE_FILE)
-    return {'target': target, 'value': value, 'sources': sources, 'esp_modes': modes}
 
 
 def _kernel_packages(reader):
@@ -335,12 +265,12 @@ def gather(root='/', run=None, dmesg=True, guests=True, domains=False,
     reader = HostFiles(root=root)
     release, upstream, version = _kernel(reader)
     cpu = cpu_rules.classify_cpu(reader.read('/proc/cpuinfo', ''), release if version else None)
-    kvm_amd = _module_params(reader, 'kvm_amd')
-    kvm_intel = _module_params(reader, 'kvm_intel')
+    kvm_amd = modprobe_parse.loaded_module(reader, 'kvm_amd')
+    kvm_intel = modprobe_parse.loaded_module(reader, 'kvm_intel')
     modprobe = _modprobe(reader)
     cmdline = (reader.read('/proc/cmdline') or '').strip()
-    args = host_rules.parse_cmdline(cmdline)
-    cmdline_options = host_rules.cmdline_module_options(args)
+    args = cmdline_parse.split_args(cmdline)
+    cmdline_options = cmdline_parse.cmdline_module_options(args)
     configured = dict(modprobe['options'])
     configured.update(cmdline_options)
     facts = {
@@ -352,12 +282,12 @@ def gather(root='/', run=None, dmesg=True, guests=True, domains=False,
         'kernel_upstream': upstream,
         'kernel_version': version,
         'kernel_capabilities': kernel_rules.capabilities(release) if version else None,
-        'avic': bool(kvm_amd['loaded'] and host_rules.param_bool(kvm_amd['parameters'].get('avic'))),
+        'avic': bool(kvm_amd['loaded'] and parse_bool(kvm_amd['parameters'].get('avic'))),
         'x2avic': cpu['x2avic'],
-        'nested': host_rules.param_bool(kvm_amd['parameters'].get('nested')),
+        'nested': parse_bool(kvm_amd['parameters'].get('nested')),
         'kvm_amd': kvm_amd,
         'kvm_intel': {'loaded': kvm_intel['loaded'],
-                      'enable_apicv': host_rules.param_bool(
+                      'enable_apicv': parse_bool(
                           kvm_intel['parameters'].get('enable_apicv'))},
         'modprobe': modprobe,
         'cmdline': cmdline,
@@ -366,8 +296,8 @@ def gather(root='/', run=None, dmesg=True, guests=True, domains=False,
         'pending': host_rules.pending_differences(kvm_amd['parameters'], configured)
         if kvm_amd['loaded'] else {},
         'iommu': _iommu(reader, args),
-        'boot_loader': _boot_loader(reader),
-        'boot_cmdline': _boot_cmdline(reader, run if reader.root == '/' else None),
+        'boot_loader': boot_target.boot_loader(reader),
+        'boot_cmdline': boot_target.next_boot_cmdline(reader, run if reader.root == '/' else None),
         'kernel_packages': _kernel_packages(reader),
         'initramfs': _initramfs(reader),
         'guests': processes.running_guests(reader) if guests else None,

@@ -47,6 +47,8 @@ description:
     C(GRUB_CMDLINE_LINUX), which is then not duplicated).'
   - Backs each file up before a change. Regenerating the boot loader configuration is left to the
     caller (the C(vfio.avic.host) role runs it as a handler); RV(refresh) says what to run.
+  - RV(reboot_required) says whether a reboot would apply anything, comparing the running command
+    line (C(/proc/cmdline)) with RV(next_boot); the module never reboots.
 author:
   - vfio.avic maintainers (@vfio-avic)
 extends_documentation_fragment:
@@ -145,6 +147,17 @@ paths:
   returned: always
   type: list
   elements: str
+reboot_required:
+  description: >-
+    Whether a reboot would apply owned arguments: the running command line lacks one (or carries a
+    key of O(remove)) and RV(next_boot) carries them all. False when the running line has them, and
+    when the next boot would not carry them either (RV(reboot_reason) then says why).
+  returned: always
+  type: bool
+reboot_reason:
+  description: Why a reboot is required, or why it would not help; null when the running line has every owned argument.
+  returned: always
+  type: str
 notes:
   description: What the edit had to decide (a seeded file, the grub.d file that wins, the Proxmox ESP mode).
   returned: always
@@ -154,30 +167,27 @@ notes:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vfio.avic.plugins.module_utils.plan import host as host_plan
+from ansible_collections.vfio.avic.plugins.module_utils.boot import target as boot_target
+from ansible_collections.vfio.avic.plugins.module_utils.parse import cmdline as cmdline_parse
+from ansible_collections.vfio.avic.plugins.module_utils.parse import grub_shell
+from ansible_collections.vfio.avic.plugins.module_utils.plan import cmdline as cmdline_plan
+from ansible_collections.vfio.avic.plugins.module_utils.plan.errors import PlanError
 from ansible_collections.vfio.avic.plugins.module_utils.hostfs import HostFiles
 
-GRUB = host_plan.GRUB_DEFAULT_FILE
-KERNEL_CMDLINE = host_plan.KERNEL_CMDLINE_FILE
-
-
-def proxmox_modes(files, module):
-    """ESP modes from ``proxmox-boot-tool status`` (a read-only listing), or None."""
-    if files.root != '/' or not files.exists(host_plan.PROXMOX_UUIDS):
-        return None
-    tool = module.get_bin_path('proxmox-boot-tool')
-    if not tool:
-        return None
-    rc, out, _err = module.run_command([tool, 'status'], environ_update={'LC_ALL': 'C'})
-    return host_plan.proxmox_boot_modes(out) if rc == 0 else None
+GRUB = boot_target.GRUB_DEFAULT_FILE
+KERNEL_CMDLINE = boot_target.KERNEL_CMDLINE_FILE
 
 
 def pick_target(files, module, notes):
-    modes = proxmox_modes(files, module)
+    """boot_target.detect() on the host, grubby counted only where it can run (root /)."""
+    def run(argv):
+        return module.run_command(argv, environ_update={'LC_ALL': 'C'})
+    host = files.root == '/'
+    target, modes = boot_target.detect(files, run if host else None,
+                                       grubby=host and bool(module.get_bin_path('grubby')))
     if modes:
         notes.append('proxmox-boot-tool status: ESPs configured with %s' % ', '.join(sorted(modes)))
-    return host_plan.cmdline_target(
-        files.exists, files.root == '/' and bool(module.get_bin_path('grubby')), modes)
+    return target
 
 
 def grubby_entries(module, grubby):
@@ -204,13 +214,14 @@ def run_grubby(module, args, remove):
     grubby = module.get_bin_path('grubby', required=True)
     entries, default = grubby_entries(module, grubby)
     before = entries.get(default, '')
-    changed = any(host_plan.cmdline_needs_change(a, args, remove) for a in entries.values())
+    changed = any(cmdline_parse.cmdline_needs_change(a, args, remove) for a in entries.values())
     if changed and not module.check_mode:
-        words = set(w for a in entries.values() for w in host_plan.split_kernel_args(a))
-        add = [a for a in args if any(a not in host_plan.split_kernel_args(e) for e in entries.values())]
-        drop = sorted(set(host_plan.arg_key(w) for w in words
-                          if host_plan.arg_key(w) in set(host_plan.arg_key(r) for r in remove)
-                          and host_plan.arg_key(w) not in set(host_plan.arg_key(a) for a in args)))
+        key = cmdline_parse.arg_key
+        words = set(w for a in entries.values() for w in cmdline_parse.split_args(a))
+        add = [a for a in args if any(a not in cmdline_parse.split_args(e) for e in entries.values())]
+        drop = sorted(set(key(w) for w in words
+                          if key(w) in set(key(r) for r in remove)
+                          and key(w) not in set(key(a) for a in args)))
         command = [grubby, '--update-kernel=ALL']
         if add:
             command.append('--args=%s' % ' '.join(add))
@@ -219,15 +230,15 @@ def run_grubby(module, args, remove):
         rc, out, err = module.run_command(command)
         if rc != 0:
             module.fail_json(msg='grubby failed: %s' % (err or out).strip())
-    return changed, before, host_plan.edit_cmdline(before, args, remove)
+    return changed, before, cmdline_parse.edit_cmdline(before, args, remove)
 
 
 def edit_grub(files, module, args, remove, changes, notes):
     """Edit the GRUB files; returns (before, after, path of the new arguments)."""
     try:
-        sources = host_plan.grub_sources(files.read, files.listdir)
-        edit = host_plan.edit_grub_files(sources, args, remove)
-    except host_plan.PlanError as exc:
+        sources = grub_shell.grub_sources(files.read, files.listdir)
+        edit = grub_shell.edit_grub_files(sources, args, remove)
+    except grub_shell.ShellParseError as exc:
         module.fail_json(msg=str(exc))
     for path in sorted(edit['texts']):
         files.write(path, edit['texts'][path], changes)
@@ -242,30 +253,37 @@ def edit_kernel_cmdline(files, module, args, remove, changes, notes, seed=True):
     if text is None:
         if not seed:
             return None, None
-        source = host_plan.KERNEL_CMDLINE_DEFAULTS if files.exists(
-            host_plan.KERNEL_CMDLINE_DEFAULTS) else '/proc/cmdline'
+        source = boot_target.KERNEL_CMDLINE_DEFAULTS if files.exists(
+            boot_target.KERNEL_CMDLINE_DEFAULTS) else '/proc/cmdline'
         try:
-            text = host_plan.seed_kernel_cmdline(files.read(source) or '')
-        except host_plan.PlanError as exc:
+            text = cmdline_plan.seed_kernel_cmdline(files.read(source) or '')
+        except PlanError as exc:
             module.fail_json(msg=str(exc))
         note = 'seeded from %s without BOOT_IMAGE= and initrd=' % source
         notes.append('%s did not exist: %s, as kernel-install would have used it' % (KERNEL_CMDLINE, note))
-    before = ' '.join(host_plan.split_kernel_args(text))
-    after = host_plan.edit_cmdline(before, args, remove)
+    before = ' '.join(cmdline_parse.split_args(text))
+    after = cmdline_parse.edit_cmdline(before, args, remove)
     if note or after != before:
         files.write(KERNEL_CMDLINE, after + '\n', changes, note=note)
     return before if not note else '', after
+
+
+def reboot(files, args, remove, next_boot, target):
+    """reboot_required and reboot_reason: whether the next boot applies what the running
+    command line (/proc/cmdline below the root) lacks."""
+    decision = cmdline_plan.cmdline_decision((files.read('/proc/cmdline') or '').strip(), next_boot,
+                                             args, remove, target)
+    return {'reboot_required': decision['pending'], 'reboot_reason': decision['reason']}
 
 
 def run(module):
     params = module.params
     files = HostFiles(module, params['root'])
     try:
-        args = host_plan.owned_args(params['args'])
-        remove = host_plan.removable_keys(params['remove'], args)
-    except host_plan.PlanError as exc:
-        module.fail_json(msg=str(exc).replace('avic_host_iommu_args / avic_host_cmdline_extra', 'args')
-                         .replace('avic_host_cmdline_remove', 'remove'))
+        args = cmdline_plan.owned_args(params['args'])
+        remove = cmdline_plan.removable_keys(params['remove'], args)
+    except PlanError as exc:
+        module.fail_json(msg=str(exc))  # the fields are this module's options
     notes = []
     target = params['target']
     if target == 'auto':
@@ -277,6 +295,7 @@ def run(module):
         result['msg'] = ('no boot loader configuration found (%s, %s or grubby): the kernel command '
                          'line was not changed' % (GRUB, KERNEL_CMDLINE))
         result['changed'] = False
+        result.update(reboot(files, args, remove, None, target))
         return result
     if target == 'grubby':
         changed, before, after = run_grubby(module, args, remove)
@@ -292,10 +311,11 @@ def run(module):
     else:
         before, after = edit_kernel_cmdline(files, module, args, remove, changes, notes)
         result.update(path=KERNEL_CMDLINE, before=before, after=after, next_boot=after,
-                      refresh='proxmox-boot-tool' if files.exists(host_plan.PROXMOX_UUIDS)
+                      refresh='proxmox-boot-tool' if files.exists(boot_target.PROXMOX_UUIDS)
                       else 'kernel-install')
     result.update(changed=result.get('changed') or bool(changes), backups=files.backups,
                   paths=[c['path'] for c in changes])
+    result.update(reboot(files, args, remove, result['next_boot'], target))
     if notes:
         result['msg'] = '; '.join(notes)
     if module._diff:

@@ -192,7 +192,7 @@ import re
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vfio.avic.plugins.module_utils import gather
-from ansible_collections.vfio.avic.plugins.module_utils.gather import _boot_loader
+from ansible_collections.vfio.avic.plugins.module_utils.boot import target as boot_target
 from ansible_collections.vfio.avic.plugins.module_utils.hostfs import HostFiles
 from ansible_collections.vfio.avic.plugins.module_utils.parse import os_release
 from ansible_collections.vfio.avic.plugins.module_utils.parse import packages as pkg_output
@@ -270,7 +270,7 @@ def run(module):
     if not osr['family']:
         module.fail_json(msg='unsupported distribution %r: the kernel role knows Debian, Ubuntu, Proxmox, '
                              'Fedora/RHEL, Arch and openSUSE' % osr['id'])
-    boot_loader = _boot_loader(reader)['kind']
+    boot_loader = boot_target.boot_loader(reader)['kind']
     try:
         dist = kernel_select.distro(osr['family'], osr['id'], osr['proxmox'])
         flavour = params['flavour'] or kernel_select.DEFAULT_FLAVOUR.get(dist)

@@ -19,6 +19,8 @@ description:
     C(kvm_amd) option to another value, or blacklist C(kvm_amd), and whether they win.
   - With O(comment_conflicts=true) comments those option lines out, after a backup of each file.
   - Only files change; loading the options is the job of a module reload or a reboot.
+    RV(reload_required) says whether the running C(kvm_amd) (as C(/sys/module/kvm_amd) shows it)
+    must be reloaded to take the options, and RV(reload_differs) which parameters differ.
 author:
   - vfio.avic maintainers (@vfio-avic)
 extends_documentation_fragment:
@@ -115,14 +117,32 @@ backups:
   returned: always
   type: list
   elements: str
+reload_required:
+  description: >-
+    Whether C(kvm_amd) must be reloaded (or the host rebooted) before it runs the options written:
+    it runs other values, or it is not loaded (it takes them when it loads). The module never
+    reloads it; in a container the module belongs to the container host.
+  returned: always
+  type: bool
+loaded:
+  description: Whether C(kvm_amd) is loaded (C(/sys/module/kvm_amd) exists).
+  returned: always
+  type: bool
+reload_differs:
+  description: The parameters whose running value differs from the one written, name to C(configured) and C(running).
+  returned: always
+  type: dict
+  sample: {avic: {configured: '1', running: N}}
 '''
 
 import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vfio.avic.plugins.module_utils.rules import host as host_rules
-from ansible_collections.vfio.avic.plugins.module_utils.plan import host as host_plan
+from ansible_collections.vfio.avic.plugins.module_utils.parse import modprobe as modprobe_parse
+from ansible_collections.vfio.avic.plugins.module_utils.plan import activation as activation_plan
+from ansible_collections.vfio.avic.plugins.module_utils.plan import modprobe as modprobe_plan
+from ansible_collections.vfio.avic.plugins.module_utils.plan.errors import PlanError
 from ansible_collections.vfio.avic.plugins.module_utils.hostfs import HostFiles
 
 
@@ -130,46 +150,47 @@ def run(module):
     params = module.params
     files = HostFiles(module, params['root'])
     path = params['path']
-    if os.path.dirname(path) != host_rules.MODPROBE_DIRS[0] or os.path.normpath(path) != path:
+    if os.path.dirname(path) != modprobe_parse.MODPROBE_DIRS[0] or os.path.normpath(path) != path:
         module.fail_json(msg='path must be a file directly in %s/ (got %s): /run/modprobe.d is gone '
                              'at the next boot, /lib and /usr/lib belong to packages, and kmod '
-                             'reads no other directory' % (host_rules.MODPROBE_DIRS[0], path))
-    if not path.endswith('.conf') or path == host_rules.MODPROBE_DIRS[0] + '/.conf':
+                             'reads no other directory' % (modprobe_parse.MODPROBE_DIRS[0], path))
+    if not path.endswith('.conf') or path == modprobe_parse.MODPROBE_DIRS[0] + '/.conf':
         module.fail_json(msg='path must end in .conf (got %s): kmod ignores other names' % path)
     try:
-        options = host_plan.wanted_options(params['force_avic'], params['nested'],
-                                           params['extra_options'], params['avic'])
-    except host_plan.PlanError as exc:
-        module.fail_json(msg=str(exc).replace('avic_host_extra_options', 'extra_options')
-                         .replace('avic_host_enabled', 'avic').replace('avic_host_nested', 'nested')
-                         .replace('avic_host_force_avic', 'force_avic'))
+        options = modprobe_plan.wanted_options(params['force_avic'], params['nested'],
+                                               params['extra_options'], params['avic'])
+    except PlanError as exc:
+        module.fail_json(msg=str(exc))  # the fields are this module's options
 
     changes = []
-    files.write(params['path'], host_plan.modprobe_text(options), changes)
+    files.write(params['path'], modprobe_plan.modprobe_text(options), changes)
 
     def ordered():
-        by_dir = dict((d, files.listdir(d, files_only=True)) for d in host_rules.MODPROBE_DIRS)
+        by_dir = dict((d, files.listdir(d, files_only=True)) for d in modprobe_parse.MODPROBE_DIRS)
         name = os.path.basename(path)
-        if name not in by_dir[host_rules.MODPROBE_DIRS[0]]:
-            by_dir[host_rules.MODPROBE_DIRS[0]] = by_dir[host_rules.MODPROBE_DIRS[0]] + [name]
-        return [(p, files.read(p) or '') for p in host_rules.modprobe_file_order(by_dir)]
+        if name not in by_dir[modprobe_parse.MODPROBE_DIRS[0]]:
+            by_dir[modprobe_parse.MODPROBE_DIRS[0]] = by_dir[modprobe_parse.MODPROBE_DIRS[0]] + [name]
+        return [(p, files.read(p) or '') for p in modprobe_parse.modprobe_file_order(by_dir)]
 
-    found = host_plan.conflicts(ordered(), params['path'], options)
+    found = modprobe_plan.conflicts(ordered(), params['path'], options)
     commented = []
     if params['comment_conflicts']:
         keys = set(c['option'] for c in found if c['option'])
         for path in sorted(set(c['path'] for c in found if c['option'])):
             if not path.startswith('/etc/'):
                 continue
-            new = host_plan.comment_conflicts(files.read(path) or '', keys)
+            new = modprobe_plan.comment_conflicts(files.read(path) or '', keys)
             if files.write(path, new, changes):
                 commented.append(path)
         if commented and not module.check_mode:
-            found = host_plan.conflicts(ordered(), params['path'], options)
+            found = modprobe_plan.conflicts(ordered(), params['path'], options)
         elif commented:
             found = [c for c in found if c['path'] not in commented or not c['option']]
+    reload = activation_plan.reload_plan(modprobe_parse.loaded_module(files), options)
     result = dict(changed=bool(changes), path=params['path'], options=dict(options),
-                  conflicts=found, commented=commented, backups=files.backups)
+                  conflicts=found, commented=commented, backups=files.backups,
+                  reload_required=reload['required'], loaded=reload['loaded'],
+                  reload_differs=reload['differs'])
     if module._diff:
         result['diff'] = [c['diff'] for c in changes]
     return result

@@ -11,6 +11,7 @@ import pytest
 
 from ansible_collections.vfio.avic.plugins.module_utils.hostfs import HostFiles
 from ansible_collections.vfio.avic.plugins.module_utils import gather as gather_facts
+from ansible_collections.vfio.avic.plugins.module_utils.boot import target as boot_target
 
 from conftest import FIXTURES, write_host_tree
 
@@ -231,16 +232,16 @@ def test_proxmox_esp_modes_decide_the_target(host_tree):
             calls.append(argv)
             return rc, PVE_STATUS % mode, ''
         return run
-    uefi = gather_facts._boot_cmdline(reader, runner('uefi'))
+    uefi = boot_target.next_boot_cmdline(reader, runner('uefi'))
     assert calls == [['/usr/sbin/proxmox-boot-tool', 'status']]
     assert uefi == {'target': 'kernel_cmdline',
                     'value': 'root=ZFS=rpool/ROOT/pve-1 boot=zfs amd_iommu=on iommu=pt',
                     'sources': ['/etc/kernel/cmdline'], 'esp_modes': ['uefi']}
     # Secure Boot: the ESPs carry GRUB although the host booted through UEFI
-    grub = gather_facts._boot_cmdline(reader, runner('grub'))
+    grub = boot_target.next_boot_cmdline(reader, runner('grub'))
     assert grub == {'target': 'grub', 'value': 'root=ZFS=rpool/ROOT/pve-1 boot=zfs quiet',
                     'sources': ['/etc/default/grub'], 'esp_modes': ['grub']}
-    failed = gather_facts._boot_cmdline(reader, runner('uefi', rc=2))
+    failed = boot_target.next_boot_cmdline(reader, runner('uefi', rc=2))
     assert failed['esp_modes'] is None and failed['target'] == 'kernel_cmdline'
     # below a root other than / no command runs, so the ESP modes stay unknown
     del calls[:]

@@ -6,44 +6,7 @@ __metaclass__ = type
 import pytest
 
 from ansible_collections.vfio.avic.plugins.module_utils.rules import host as host_rules
-
-
-def test_file_order_first_directory_wins_then_sorted_by_name():
-    order = host_rules.modprobe_file_order({
-        '/lib/modprobe.d': ['50-kvm.conf', '10-a.conf', 'README'],
-        '/etc/modprobe.d': ['50-kvm.conf', 'zz-local.conf'],
-        '/usr/lib/modprobe.d': ['00-first.conf'],
-    })
-    assert order == ['/usr/lib/modprobe.d/00-first.conf', '/lib/modprobe.d/10-a.conf',
-                     '/etc/modprobe.d/50-kvm.conf', '/etc/modprobe.d/zz-local.conf']
-
-
-def test_parse_modprobe_later_wins_hyphens_continuations_comments():
-    files = [
-        ('/etc/modprobe.d/kvm.conf', '# comment\noptions kvm-amd avic=0 nested=1\n'
-                                     'options kvm_intel nested=1\n'),
-        ('/etc/modprobe.d/vfio.conf', 'options kvm_amd \\\n  avic=1 npt=1\n# options kvm_amd avic=9\n'),
-    ]
-    result = host_rules.parse_modprobe(files)
-    assert result['options'] == {'avic': '1', 'nested': '1', 'npt': '1'}
-    assert result['sources'] == {'avic': '/etc/modprobe.d/vfio.conf', 'nested': '/etc/modprobe.d/kvm.conf',
-                                 'npt': '/etc/modprobe.d/vfio.conf'}
-    assert result['files'] == ['/etc/modprobe.d/kvm.conf', '/etc/modprobe.d/vfio.conf']
-    assert not result['blacklisted']
-
-
-def test_blacklist_is_reported():
-    assert host_rules.parse_modprobe([('/etc/modprobe.d/b.conf', 'blacklist kvm-amd\n')])['blacklisted']
-
-
-def test_cmdline_parsing():
-    args = host_rules.parse_cmdline('BOOT_IMAGE=/vmlinuz root="/dev/sda 1" amd_iommu=on iommu=pt '
-                                    'kvm-amd.avic=1 kvm_amd.nested=0 quiet amd_iommu=off')
-    assert host_rules.cmdline_value(args, 'amd_iommu') == 'off'
-    assert host_rules.cmdline_value(args, 'quiet') == ''
-    assert host_rules.cmdline_value(args, 'iommu_intr') is None
-    assert host_rules.cmdline_module_options(args) == {'avic': '1', 'nested': '0'}
-    assert 'root=/dev/sda 1' in args
+from ansible_collections.vfio.avic.plugins.module_utils.parse.boolean import parse_bool
 
 
 def test_pending_compares_booleans_and_text():
@@ -55,8 +18,8 @@ def test_pending_compares_booleans_and_text():
 
 @pytest.mark.parametrize('value,expected', [('Y', True), ('1', True), ('N', False), ('0', False),
                                             ('auto', None), (None, None), (True, True)])
-def test_param_bool(value, expected):
-    assert host_rules.param_bool(value) is expected
+def test_parse_bool(value, expected):
+    assert parse_bool(value) is expected
 
 
 def _facts(cpu_status='supported', vendor='amd', params=None, loaded=True, kernel='6.1.0-26-amd64',

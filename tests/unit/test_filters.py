@@ -21,7 +21,7 @@ def test_filter_names_are_registered():
         'avic_fleet_report', 'avic_fleet_table', 'avic_fleet_markdown'}
     from ansible_collections.vfio.avic.plugins.filter import avic_host as host_filters
     assert set(host_filters.FilterModule().filters()) >= {
-        'avic_host_preflight', 'avic_host_cmdline_args', 'avic_host_state', 'avic_host_cmdline_needed'}
+        'avic_host_preflight', 'avic_host_state', 'avic_host_reboot_guard'}
     from ansible_collections.vfio.avic.plugins.filter import avic_guest as guest_filters
     assert set(guest_filters.FilterModule().filters()) >= {'avic_domain_xml', 'avic_guest_report'}
 
@@ -120,11 +120,12 @@ def test_role_helper_filters_fail_with_the_variable_named():
     from ansible_collections.vfio.avic.plugins.filter import avic_kernel as kernel_filters
     assert 'avic_kernel_keep_plan' in kernel_filters.FilterModule().filters()
     facts = {'cpu': {}, 'boot_cmdline': {'target': 'grub', 'value': 'quiet amd_iommu=on iommu=pt'}}
-    assert host_filters.avic_host_cmdline_needed(facts, ['amd_iommu=on', 'iommu=pt']) is False
-    assert host_filters.avic_host_cmdline_needed(facts, ['iommu=nopt']) is True
-    assert host_filters.avic_host_cmdline_needed(facts, ['iommu=pt'], [], 'grubby') is True
+    pre = host_filters.avic_host_preflight(facts, iommu_args=['amd_iommu=on', 'iommu=pt'])
+    assert pre['cmdline_args'] == ['amd_iommu=on', 'iommu=pt'] and pre['cmdline_needed'] is False
+    assert host_filters.avic_host_preflight(facts, iommu_args=['iommu=nopt'])['cmdline_needed'] is True
+    assert host_filters.avic_host_preflight(facts, iommu_args=['iommu=pt'], boot_config='grubby')['cmdline_needed'] is True
     with pytest.raises(AnsibleFilterError, match='avic_host_iommu_intr'):
-        host_filters.avic_host_cmdline_args(['iommu=pt'], 'posted')
+        host_filters.avic_host_preflight(facts, iommu_args=['iommu=pt'], iommu_intr='posted')
     with pytest.raises(AnsibleFilterError, match='below the minimum'):
         kernel_filters.avic_kernel_keep_plan({'kernel': '4.4.0', 'os': {'family': 'Debian', 'id': 'debian'}})
 

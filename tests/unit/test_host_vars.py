@@ -13,7 +13,8 @@ import yaml
 
 from ansible_collections.vfio.avic.plugins.module_utils import gather as gather_facts
 from ansible_collections.vfio.avic.plugins.module_utils.parse import os_release
-from ansible_collections.vfio.avic.plugins.module_utils.plan import host as host_plan
+from ansible_collections.vfio.avic.plugins.module_utils.boot import target as boot_target
+from ansible_collections.vfio.avic.plugins.module_utils.plan import cmdline as cmdline_plan
 
 from conftest import REPO
 
@@ -35,32 +36,30 @@ def test_every_vars_file_loads_and_names_only_role_variables():
     assert set(files) >= {'main', 'default', 'Debian', 'RedHat', 'Archlinux', 'Suse'}
     for name, data in files.items():
         assert isinstance(data, dict) and data, name
-        assert all(k.startswith('avic_host_') for k in data), name
+        assert all(k.startswith('__avic_host_') for k in data), name
     # the families avic_facts reports are the files preflight.yml looks for
     assert set(f for f, _ids in os_release.OS_FAMILIES) <= set(files)
 
 
 def test_boot_loader_commands_per_family():
     files = family_vars()
-    assert files['Debian']['avic_host_grub_mkconfig'] == ['update-grub']
-    assert files['RedHat']['avic_host_grub_mkconfig'] == ['grub2-mkconfig', '-o', '/boot/grub2/grub.cfg']
-    assert files['Suse']['avic_host_grub_mkconfig'] == ['grub2-mkconfig', '-o', '/boot/grub2/grub.cfg']
-    assert files['Archlinux']['avic_host_grub_mkconfig'] == ['grub-mkconfig', '-o', '/boot/grub/grub.cfg']
-    assert files['default']['avic_host_grub_mkconfig'][0] == 'grub-mkconfig'
+    assert files['Debian']['__avic_host_grub_mkconfig'] == ['update-grub']
+    assert files['RedHat']['__avic_host_grub_mkconfig'] == ['grub2-mkconfig', '-o', '/boot/grub2/grub.cfg']
+    assert files['Suse']['__avic_host_grub_mkconfig'] == ['grub2-mkconfig', '-o', '/boot/grub2/grub.cfg']
+    assert files['Archlinux']['__avic_host_grub_mkconfig'] == ['grub-mkconfig', '-o', '/boot/grub/grub.cfg']
+    assert files['default']['__avic_host_grub_mkconfig'][0] == 'grub-mkconfig'
     for name in ('Debian', 'RedHat', 'Suse', 'Archlinux', 'default'):
-        assert files[name]['avic_host_grub_mkconfig'][0] in avic_gather_tools(), name
-    assert files['main']['avic_host_refresh_commands']['proxmox-boot-tool'] == ['proxmox-boot-tool', 'refresh']
+        assert files[name]['__avic_host_grub_mkconfig'][0] in avic_gather_tools(), name
+    assert files['main']['__avic_host_refresh_commands']['proxmox-boot-tool'] == ['proxmox-boot-tool', 'refresh']
 
 
 def avic_gather_tools():
     """The boot tools avic_facts looks for: a handler only runs a command it found."""
-    import inspect
-    source = inspect.getsource(gather_facts._boot_loader)
-    return set(re.findall(r"'([a-z0-9-]+)'", source.split('if reader.which(t)', maxsplit=1)[0]))
+    return set(boot_target.BOOT_TOOLS)
 
 
 def test_initramfs_commands_per_tool_cover_every_family():
-    commands = family_vars()['main']['avic_host_initramfs_commands']
+    commands = family_vars()['main']['__avic_host_initramfs_commands']
     assert commands['initramfs-tools'] == ['update-initramfs', '-u', '-k', 'all']   # Debian, Ubuntu
     assert commands['dracut'][0] == 'dracut' and '--force' in commands['dracut']     # RedHat, Suse
     assert commands['mkinitcpio'] == ['mkinitcpio', '-P']                            # Arch
@@ -75,8 +74,8 @@ def test_redhat_prefers_grubby_with_bls_entries_and_still_edits_grub_default():
     def exists_of(*paths):
         return lambda p: p in paths
     fedora = exists_of('/etc/default/grub', '/boot/loader/entries')
-    assert host_plan.cmdline_target(fedora, has_grubby=True) == 'grubby'
-    assert host_plan.cmdline_target(exists_of('/etc/default/grub'), has_grubby=True) == 'grub'
+    assert boot_target.cmdline_target(fedora, has_grubby=True) == 'grubby'
+    assert boot_target.cmdline_target(exists_of('/etc/default/grub'), has_grubby=True) == 'grub'
     with open(os.path.join(REPO, 'plugins', 'modules', 'avic_cmdline.py')) as handle:
         source = handle.read()
     assert "'--update-kernel=ALL'" in source
@@ -116,25 +115,25 @@ def test_choices_match_what_the_tasks_and_modules_accept():
     from ansible_collections.vfio.avic.plugins.modules import avic_cmdline
     module_targets = yaml.safe_load(avic_cmdline.DOCUMENTATION)['options']['target']['choices']
     assert options['avic_host_boot_config']['choices'] == module_targets
-    assert set(options['avic_host_iommu_intr']['choices']) == {''} | set(host_plan.IOMMU_INTR)
+    assert set(options['avic_host_iommu_intr']['choices']) == {''} | set(cmdline_plan.IOMMU_INTR)
     for value in options['avic_host_iommu_intr']['choices']:
-        host_plan.owned_args(['iommu=pt'], value or None)
+        cmdline_plan.owned_args(['iommu=pt'], value or None)
 
 
 def test_reboot_role_specs_defaults_and_callers_agree():
-    main, guests = specs('reboot'), specs('reboot', 'guests')
-    defaults = load(REPO, 'roles', 'reboot', 'defaults', 'main.yml')
+    main, guests = specs('_reboot'), specs('_reboot', 'guests')
+    defaults = load(REPO, 'roles', '_reboot', 'defaults', 'main.yml')
     assert set(main) == set(defaults)
     for name, spec in list(main.items()) + list(guests.items()):
         assert spec.get('default') == defaults[name], name
     for role in ('host', 'kernel'):
         with open(os.path.join(REPO, 'roles', role, 'tasks', 'reboot.yml')) as handle:
             text = handle.read()
-        assert 'name: vfio.avic.reboot' in text, role
+        assert 'name: vfio.avic._reboot' in text, role
         passed = set(re.findall(r'^\s+(avic_reboot_\w+):', text, re.M))
         assert passed and passed <= set(main), role
         assert 'ansible.builtin.reboot' not in text, 'the reboot itself lives in the reboot role'
-    reboot_tasks = task_text('reboot')
+    reboot_tasks = task_text('_reboot')
     assert 'throttle: 1' in reboot_tasks and 'ansible.builtin.reboot' in reboot_tasks
     assert 'unnamed' not in reboot_tasks + task_text('host')
     assert compared_values(reboot_tasks, 'avic_reboot_guard.action') <= {'proceed', 'shutdown', 'skip', 'report'}

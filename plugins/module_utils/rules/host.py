@@ -1,147 +1,18 @@
 # -*- coding: utf-8 -*-
 # Copyright: contributors to the vfio.avic collection
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Host-level AVIC rules: modprobe.d options, kernel command line, findings (stdlib only)."""
+"""Host-level AVIC rules: the findings of a host from its facts, and the running module's
+options against the configured ones (stdlib only)."""
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import shlex
-
 from ansible_collections.vfio.avic.plugins.module_utils.findings import (
     INFO, INHIBIT, WARNING, finding)
+from ansible_collections.vfio.avic.plugins.module_utils.parse import cmdline as cmdline_parse
+from ansible_collections.vfio.avic.plugins.module_utils.parse.boolean import parse_bool
 from ansible_collections.vfio.avic.plugins.module_utils.rules import kernel as kernel_rules
-
-MODULE = 'kvm_amd'
-
-# Searched in this order; for two files with the same name the first directory
-# wins, and all files are then read sorted by name (kmod's rules).
-MODPROBE_DIRS = ('/etc/modprobe.d', '/run/modprobe.d', '/usr/local/lib/modprobe.d',
-                 '/lib/modprobe.d', '/usr/lib/modprobe.d')
-
-# The options the collection recommends, and what the running module must read.
-RECOMMENDED_OPTIONS = {'avic': '1', 'npt': '1', 'nested': '0'}
-
-TRUE_WORDS = ('y', 'yes', '1', 'true', 'on')
-FALSE_WORDS = ('n', 'no', '0', 'false', 'off')
-
-
-def module_name(name):
-    """Canonical module name: hyphen and underscore are the same to modprobe."""
-    return name.replace('-', '_')
-
-
-def param_bool(value):
-    """True/False for a module parameter value ('Y', '1', 'N', '0'...), None otherwise."""
-    if isinstance(value, bool):
-        return value
-    if value is None:
-        return None
-    text = str(value).strip().lower()
-    if text in TRUE_WORDS:
-        return True
-    if text in FALSE_WORDS:
-        return False
-    return None
-
-
-def modprobe_file_order(files_by_dir):
-    """Order modprobe.d files as kmod reads them.
-
-    ``files_by_dir`` maps a directory to the names of its *.conf files. Returns
-    the list of full paths that are read, sorted by file name, where a name in
-    an earlier directory of MODPROBE_DIRS hides the same name in later ones.
-    """
-    chosen = {}
-    for directory in MODPROBE_DIRS:
-        for name in files_by_dir.get(directory, ()):
-            if name.endswith('.conf') and name not in chosen:
-                chosen[name] = '%s/%s' % (directory, name)
-    return [chosen[name] for name in sorted(chosen)]
-
-
-def _logical_lines(text):
-    pending = ''
-    for raw in text.splitlines():
-        line = raw.rstrip()
-        if line.endswith('\\'):
-            pending += line[:-1] + ' '
-            continue
-        line = pending + line
-        pending = ''
-        stripped = line.strip()
-        if stripped and not stripped.startswith('#'):
-            yield stripped
-    if pending.strip():
-        yield pending.strip()
-
-
-def parse_modprobe(files, module=MODULE):
-    """Effective options of ``module`` from ordered (path, text) pairs.
-
-    Returns {options: {name: value}, sources: {name: path}, files: [paths that
-    mention the module], lines: [{path, line}], blacklisted: bool, install: [the
-    commands of ``install <module> ...`` lines]}. Later files win, as the kernel
-    reads repeated parameters left to right.
-    """
-    module = module_name(module)
-    options, sources, mention, lines, install = {}, {}, [], [], []
-    blacklisted = False
-    for path, text in files:
-        for line in _logical_lines(text or ''):
-            words = line.split()
-            if len(words) < 2 or module_name(words[1]) != module:
-                continue
-            if path not in mention:
-                mention.append(path)
-            lines.append({'path': path, 'line': line})
-            if words[0] == 'blacklist':
-                blacklisted = True
-            if words[0] == 'install':
-                install.append(' '.join(words[2:]))
-            if words[0] != 'options':
-                continue
-            for word in words[2:]:
-                key, sep, value = word.partition('=')
-                key = module_name(key)
-                options[key] = value.strip('"') if sep else '1'
-                sources[key] = path
-    return {'options': options, 'sources': sources, 'files': mention, 'lines': lines,
-            'blacklisted': blacklisted, 'install': install}
-
-
-def parse_cmdline(text):
-    """Split a kernel command line into a list of arguments (quotes respected)."""
-    if not text:
-        return []
-    try:
-        return shlex.split(text)
-    except ValueError:
-        return text.split()
-
-
-def cmdline_value(args, key):
-    """The last value of ``key`` on a command line ('amd_iommu' -> 'on'), None when absent."""
-    value = None
-    for arg in args:
-        name, sep, val = arg.partition('=')
-        if name == key:
-            value = val if sep else ''
-    return value
-
-
-def cmdline_module_options(args, module=MODULE):
-    """Module options given on the kernel command line as ``kvm_amd.avic=1``."""
-    module = module_name(module)
-    options = {}
-    for arg in args:
-        name, sep, value = arg.partition('=')
-        mod, dot, param = name.partition('.')
-        if dot and module_name(mod) == module and param:
-            options[module_name(param)] = value if sep else '1'
-    return options
-
 
 def pending_differences(loaded, wanted):
     """Parameters whose running value differs from the configured one.
@@ -154,7 +25,7 @@ def pending_differences(loaded, wanted):
         if key not in loaded:
             continue
         have = loaded[key]
-        wb, hb = param_bool(want), param_bool(have)
+        wb, hb = parse_bool(want), parse_bool(have)
         same = (wb == hb) if (wb is not None and hb is not None) else \
             str(want).strip() == str(have).strip()
         if not same:
@@ -208,7 +79,7 @@ def erratum_1235_finding(cpu, release, params):
     """
     if not cpu.get('erratum_1235'):
         return None
-    ipiv = param_bool((params or {}).get('enable_ipiv'))
+    ipiv = parse_bool((params or {}).get('enable_ipiv'))
     if ipiv is False:
         return finding(
             'ipiv_erratum', INFO,
@@ -275,7 +146,7 @@ def host_findings(facts):
         return out
     kvm = facts.get('kvm_amd') or {}
     params = kvm.get('parameters') or {}
-    forced = param_bool(params.get('force_avic'))
+    forced = parse_bool(params.get('force_avic'))
     if cpu.get('status') == 'cpuid_hidden' and not forced:
         out.append(finding(
             'avic_cpuid_hidden', INHIBIT, cpu.get('message', ''),
@@ -296,14 +167,14 @@ def host_findings(facts):
             'The kvm_amd module is not loaded: no KVM guests can run and AVIC state is unknown.',
             'Load it (modprobe kvm_amd) or apply the vfio.avic.host role.'))
     else:
-        avic = param_bool(params.get('avic'))
+        avic = parse_bool(params.get('avic'))
         if avic is False:
             out.append(finding(
                 'avic_disabled', INHIBIT,
                 'kvm_amd runs with avic=%s: AVIC is off for every guest (DISABLED).'
                 % params.get('avic'),
                 'Set options kvm_amd avic=1 and reload the module (vfio.avic.host does both).'))
-        if param_bool(params.get('npt')) is False:
+        if parse_bool(params.get('npt')) is False:
             out.append(finding(
                 'npt_disabled', INHIBIT, 'kvm_amd runs with npt=0: AVIC needs nested paging (known).',
                 'Set options kvm_amd npt=1 and reload the module.'))
@@ -312,7 +183,7 @@ def host_findings(facts):
                 'avic_forced', WARNING,
                 'kvm_amd runs with force_avic=1: AVIC is on although CPUID does not advertise it; '
                 'unsupported, and the kernel is tainted (known).', ''))
-        if param_bool(params.get('nested')):
+        if parse_bool(params.get('nested')):
             severity = INFO if caps and caps['nested_coexist'] else INHIBIT
             out.append(finding(
                 'nested_enabled', severity,
@@ -324,7 +195,7 @@ def host_findings(facts):
         erratum = erratum_1235_finding(cpu, release, params) if avic else None
         if erratum:
             out.append(erratum)
-        if avic and param_bool(params.get('enable_device_posted_irqs')) is False:
+        if avic and parse_bool(params.get('enable_device_posted_irqs')) is False:
             out.append(finding(
                 'device_posted_irqs_off', INFO,
                 'kvm_amd reads enable_device_posted_irqs=N: KVM does not post interrupts of '
@@ -348,7 +219,8 @@ def host_findings(facts):
             'amd_iommu_intr=legacy is on the kernel command line: IOMMU AVIC (guest vAPIC mode) is '
             'off, so passed-through devices do not post interrupts into guests (known).',
             'Remove amd_iommu_intr=legacy (vapic is the default where supported).'))
-    amd_iommu = [cmdline_value([a], 'amd_iommu') for a in parse_cmdline(facts.get('cmdline'))]
+    amd_iommu = [cmdline_parse.cmdline_value([a], 'amd_iommu')
+                 for a in cmdline_parse.split_args(facts.get('cmdline'))]
     if any('off' in (v or '').split(',') for v in amd_iommu):
         out.append(finding(
             'iommu_disabled', WARNING,
@@ -378,6 +250,6 @@ def host_status(facts, findings):
     if any(f['id'] in ('kernel_too_old', 'npt_unavailable') for f in findings):
         return 'unsupported'
     params = (facts.get('kvm_amd') or {}).get('parameters') or {}
-    if (facts.get('kvm_amd') or {}).get('loaded') and param_bool(params.get('avic')):
+    if (facts.get('kvm_amd') or {}).get('loaded') and parse_bool(params.get('avic')):
         return 'active'
     return 'inactive'

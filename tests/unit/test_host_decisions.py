@@ -1,0 +1,104 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the vfio.avic collection
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The decisions avic_modprobe and avic_cmdline return (reload_required, reboot_required), run
+the way Ansible runs them on host trees written as sysfs and /proc lay them out, and what the
+host role's filters make of them."""
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+
+import pytest
+
+from ansible_collections.vfio.avic.plugins.filter import avic_host as host_filters
+from ansible_collections.vfio.avic.plugins.module_utils import gather as gather_facts
+from ansible_collections.vfio.avic.plugins.module_utils.plan import activation as activation_plan
+
+from conftest import run_ansible_module, write_host_tree
+
+ARGS = ['amd_iommu=on', 'iommu=pt']
+GRUB = 'GRUB_CMDLINE_LINUX_DEFAULT="quiet%s"\n'
+
+
+def module(name, root, *flags, **args):
+    args['root'] = str(root)
+    status, result = run_ansible_module('vfio.avic.%s' % name, json.dumps(args), *flags)
+    assert 'FAILED' not in status, result
+    return result
+
+
+@pytest.mark.parametrize('params, required, differs', [
+    ({'avic': 'N', 'npt': 'Y', 'nested': '0'}, True, {'avic': {'configured': '1', 'running': 'N'}}),
+    ({'avic': 'Y', 'npt': 'Y', 'nested': '0'}, False, {}),
+    ({'avic': '1', 'npt': '1', 'nested': 'N', 'enable_ipiv': 'Y'}, False, {}),
+    (None, True, {}),
+], ids=['avic-off', 'active', 'same-values-other-spelling', 'not-loaded'])
+def test_modprobe_says_whether_the_running_module_must_be_reloaded(tmp_path, params, required, differs):
+    root = write_host_tree(tmp_path, cpuinfo_name='zen4_epyc_9654.txt', params=params)
+    result = module('avic_modprobe', root, '--check')
+    assert result['reload_required'] is required
+    assert result['reload_differs'] == differs
+    assert result['loaded'] is (params is not None)
+    # the same decision the facts lead to (one owner: plan/activation.reload_plan)
+    facts = gather_facts.gather(root=root)
+    assert activation_plan.reload_plan(facts['kvm_amd'], sorted(result['options'].items()))['required'] is required
+
+
+def test_modprobe_reload_follows_the_options_written(tmp_path):
+    root = write_host_tree(tmp_path, cpuinfo_name='zen4_epyc_9654.txt',
+                           params={'avic': 'Y', 'npt': 'Y', 'nested': '0'})
+    result = module('avic_modprobe', root, '--check', nested=True)
+    assert result['reload_required'] is True
+    assert result['reload_differs'] == {'nested': {'configured': '1', 'running': '0'}}
+
+
+def test_cmdline_says_whether_a_reboot_applies_the_arguments(tmp_path):
+    (tmp_path / 'a').mkdir()
+    (tmp_path / 'b').mkdir()
+    (tmp_path / 'c').mkdir()
+    lacking = write_host_tree(tmp_path / 'a', cpuinfo_name='zen4_epyc_9654.txt',
+                              files={'/etc/default/grub': GRUB % ''})
+    result = module('avic_cmdline', lacking, '--check', args=ARGS)
+    assert result['changed'] is True and result['reboot_required'] is True
+    assert result['reboot_reason'] == 'the kernel command line takes effect at the next boot: amd_iommu=on iommu=pt'
+    booted = write_host_tree(tmp_path / 'b', cpuinfo_name='zen4_epyc_9654.txt',
+                             cmdline='BOOT_IMAGE=/vmlinuz root=/dev/sda1 ro quiet amd_iommu=on iommu=pt',
+                             files={'/etc/default/grub': GRUB % ' amd_iommu=on iommu=pt'})
+    result = module('avic_cmdline', booted, args=ARGS)
+    assert result['changed'] is False and result['reboot_required'] is False and result['reboot_reason'] is None
+    nothing = write_host_tree(tmp_path / 'c', cpuinfo_name='zen4_epyc_9654.txt')
+    result = module('avic_cmdline', nothing, args=ARGS)
+    assert result['target'] == 'none' and result['reboot_required'] is False
+    assert 'no reboot' in result['reboot_reason']
+
+
+def test_preflight_filter_gives_the_state_where_the_role_stops_or_reports(tmp_path):
+    (tmp_path / 'a').mkdir()
+    (tmp_path / 'b').mkdir()
+    hidden = gather_facts.gather(root=write_host_tree(tmp_path / 'a', cpuinfo_name='zen3_ryzen_5950x.txt'))
+    stop = host_filters.avic_host_preflight(hidden, iommu_args=['iommu=pt'])
+    assert stop['action'] == 'stop' and stop['status']['state'] == 'failed'
+    assert stop['status']['reasons'] == stop['reasons'] and 'avic_host_force_avic: true' in stop['reasons'][0]
+    intel = gather_facts.gather(root=write_host_tree(tmp_path / 'b', cpuinfo_name='intel_xeon_gold_6338.txt'))
+    report = host_filters.avic_host_preflight(intel)
+    assert report['action'] == 'report' and report['status']['state'] == 'unsupported'
+    assert host_filters.avic_host_preflight(hidden, force_avic=True)['status'] is None
+
+
+def test_state_reasons_carry_what_happened_in_the_roles_order(tmp_path):
+    facts = gather_facts.gather(root=write_host_tree(
+        tmp_path, cpuinfo_name='zen2_epyc_7702.txt', params={'avic': 'N', 'npt': 'Y', 'nested': '0'},
+        cmdline='root=/dev/sda1 amd_iommu=on iommu=pt'))
+    opts = {'avic': '1', 'npt': '1', 'nested': '0'}
+    events = {'reload_error': 'FATAL: Module kvm_amd is in use.', 'reload_guests': ['win11', 'db'],
+              'reboot_skipped': 'guests are running (db, win11): reboot skipped', 'notes': ['a note'],
+              'check_mode': True}
+    state = host_filters.avic_host_state(facts, opts, ARGS, next_boot=None, events=events)
+    assert state['state'] == 'pending_reload'
+    assert state['reasons'][-5:] == [
+        'FATAL: Module kvm_amd is in use.', 'guests are running (win11, db): kvm_amd was not reloaded',
+        'guests are running (db, win11): reboot skipped', 'a note', 'check mode: nothing was changed']
+    quiet = host_filters.avic_host_state(facts, opts, ARGS, next_boot=None, events={'reload_guests': []})
+    assert quiet['reasons'] == host_filters.avic_host_state(facts, opts, ARGS, next_boot=None)['reasons']
