@@ -53,6 +53,21 @@ options:
       - Refuse kernels with known AVIC issues instead of warning.
     type: bool
     default: false
+  pin:
+    description:
+      - Compute the pin in full. On Arch that is the C(/etc/pacman.conf) with the kernel merged into
+        C(IgnorePkg) (C(merge) of RV(pin)), read here; a file without C([options]) fails unless V(false).
+    type: bool
+    default: true
+  resolve:
+    description:
+      - The result of an earlier run of this module, after the package manager ran. The module then
+        reads the installed kernels back (C(dpkg-query), C(rpm) or C(pacman -Qlq), read-only) and
+        returns that plan again; with its target checked to be installed (Fedora/RHEL, Arch,
+        openSUSE), or, where no target was known before installing (Proxmox, a Debian flavour
+        without versioned packages), with the newest installed kernel as target, checked against
+        the rules. O(mode), O(version) and O(flavour) are not used then.
+    type: dict
 attributes:
   check_mode:
     support: full
@@ -154,6 +169,8 @@ pin:
   description:
     - C(method), C(packages), C(file) (pacman.conf on Arch), C(ignore) (the IgnorePkg names on
       Arch) and C(command) (null where the method is a file, or for Proxmox before the target is known).
+    - C(merge) on Arch with O(pin); C(content) (pacman.conf with the names in IgnorePkg, every other
+      line kept), C(changed) and C(added); null elsewhere.
   returned: always
   type: dict
 default_entry:
@@ -179,6 +196,10 @@ flavour:
   description: The Debian/Ubuntu kernel flavour used (O(flavour) or the distribution default), null elsewhere.
   returned: always
   type: str
+reboot_required:
+  description: The target is known and is not the running kernel; the host must boot it.
+  returned: always
+  type: bool
 warnings_rules:
   description: Warnings of the kernel rules for the target.
   returned: always
@@ -187,7 +208,6 @@ warnings_rules:
 '''
 
 import os
-import re
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -197,10 +217,11 @@ from ansible_collections.vfio.avic.plugins.module_utils.hostfs import HostFiles
 from ansible_collections.vfio.avic.plugins.module_utils.parse import os_release
 from ansible_collections.vfio.avic.plugins.module_utils.parse import packages as pkg_output
 from ansible_collections.vfio.avic.plugins.module_utils.plan import default_entry
+from ansible_collections.vfio.avic.plugins.module_utils.plan import kernel_pin
 from ansible_collections.vfio.avic.plugins.module_utils.plan import kernel_select
 
 
-def debian_kernels(module, flavour):
+def debian_kernels(module, dist, flavour):
     """(installed releases, available releases) of linux-image-<release> packages of the flavour.
 
     Available means: named by `apt-cache pkgnames`, of exactly this flavour, and with an install
@@ -216,16 +237,48 @@ def debian_kernels(module, flavour):
         if rc != 0:
             module.fail_json(msg='apt-cache policy failed: %s' % (err or out).strip())
         available = pkg_output.installable(available, out)
-    rc, out, _err = module.run_command(['dpkg-query', '-W', '-f', '${Package} ${db:Status-Abbrev}\\n',
-                                        'linux-image-*'])
-    installed = []
-    for line in out.splitlines() if rc == 0 else []:
-        parts = line.split()
-        if len(parts) >= 2 and parts[1].startswith('ii'):
-            match = re.match(r'^linux-image-(\d.*)$', parts[0])
-            if match:
-                installed.append(match.group(1))
-    return sorted(installed), available
+    return installed_kernels(module, dist), available
+
+
+def installed_kernels(module, dist, flavour=None):
+    """The installed kernel releases, from the family's read-only query (parse/packages)."""
+    argv = pkg_output.INSTALLED_QUERIES[dist]
+    rc, out, err = module.run_command(argv, environ_update={'LC_ALL': 'C'})
+    if rc not in pkg_output.INSTALLED_QUERY_OK:
+        module.fail_json(msg='`%s` failed (rc %d): %s' % (' '.join(argv), rc, (err or out).strip()), changed=False)
+    return pkg_output.installed_releases(dist, out, flavour)
+
+
+def pacman_pin(reader, plan, params):
+    """The pacman.conf IgnorePkg merge of an Arch pin: {content, changed, added}, or None."""
+    if not params['pin'] or plan['pin']['method'] != 'pacman-ignorepkg':
+        return None
+    text = reader.read(plan['pin']['file'])
+    if text is None:
+        raise kernel_pin.PinError('%s cannot be read: pacman reads IgnorePkg there; restore it (see '
+                                  'pacman.conf(5)) or set pin: false' % plan['pin']['file'], 'pin')
+    return kernel_pin.ignorepkg_merge(text, plan['pin']['ignore'])
+
+
+def resolve(module, params):
+    """The plan given in ``resolve`` after the package manager ran (kernel_select.resolve())."""
+    selected = params['resolve']
+    if not isinstance(selected.get('dist'), str) or selected['dist'] not in pkg_output.INSTALLED_QUERIES \
+            or not selected.get('packages'):
+        module.fail_json(msg='resolve must be the result of an earlier avic_kernel_select run (with dist '
+                             'and packages), got keys %s' % ', '.join(sorted(selected)))
+    argv = pkg_output.INSTALLED_QUERIES[selected['dist']]
+    rc, listing, err = module.run_command(argv, environ_update={'LC_ALL': 'C'})
+    if rc not in pkg_output.INSTALLED_QUERY_OK:
+        module.fail_json(msg='`%s` failed (rc %d): %s' % (' '.join(argv), rc, (err or listing).strip()))
+    try:
+        result = kernel_select.resolve(dict(selected), listing, params['minimum'], params['allow_old'],
+                                       params['refuse_known_issues'])
+    except kernel_select.PlanError as exc:
+        module.fail_json(msg=str(exc), field=exc.field, changed=False)
+    for key in ('changed', 'failed', 'invocation', 'warnings', 'deprecations'):
+        result.pop(key, None)
+    return dict(result, changed=False)
 
 
 def repo_kernels(module, dist, mode, arch):
@@ -276,7 +329,7 @@ def run(module):
         flavour = params['flavour'] or kernel_select.DEFAULT_FLAVOUR.get(dist)
         installed, available, query, candidates = [], None, None, None
         if dist in ('debian', 'ubuntu'):
-            installed, available = debian_kernels(module, flavour)
+            installed, available = debian_kernels(module, dist, flavour)
         if params['mode'] == 'version':
             kernel_select.check_version_string(params['version'])
             kernel_select.packages(dist, 'version', params['version'], running, flavour)
@@ -291,13 +344,14 @@ def run(module):
             available, flavour, params['minimum'], params['allow_old'], params['refuse_known_issues'],
             boot_loader, os_name, arch_kernels(reader) if dist == 'Archlinux' else None,
             candidates, machine)
-    except (kernel_select.PlanError, pkg_output.PackageOutputError) as exc:
+        if plan['validation']['refusals']:
+            module.fail_json(msg=' '.join(plan['validation']['refusals']), running=running,
+                             target=plan['target'], candidates=candidates, changed=False)
+        merge = pacman_pin(reader, plan, params)
+    except (kernel_select.PlanError, kernel_pin.PinError, pkg_output.PackageOutputError) as exc:
         module.fail_json(msg=str(exc), field=getattr(exc, 'field', None))
-    if plan['validation']['refusals']:
-        module.fail_json(msg=' '.join(plan['validation']['refusals']), running=running,
-                         target=plan['target'], candidates=candidates, changed=False)
     return dict(kernel_select.selection(plan, running, osr, flavour, installed, None, available,
-                                        candidates, query, boot_loader, os_name), changed=False)
+                                        candidates, query, boot_loader, os_name, merge), changed=False)
 
 
 def main():
@@ -309,11 +363,13 @@ def main():
             minimum=dict(type='str', default='5.6'),
             allow_old=dict(type='bool', default=False),
             refuse_known_issues=dict(type='bool', default=False),
+            pin=dict(type='bool', default=True),
+            resolve=dict(type='dict'),
         ),
         required_if=[('mode', 'version', ['version'])],
         supports_check_mode=True,
     )
-    module.exit_json(**run(module))
+    module.exit_json(**(resolve(module, module.params) if module.params['resolve'] else run(module)))
 
 
 if __name__ == '__main__':

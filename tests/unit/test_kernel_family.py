@@ -14,8 +14,6 @@ import os
 import pytest
 import yaml
 
-from ansible.errors import AnsibleFilterError
-
 from ansible_collections.vfio.avic.plugins.filter import avic_kernel as kernel_filters
 from ansible_collections.vfio.avic.plugins.module_utils.parse import os_release as os_release_file
 from ansible_collections.vfio.avic.plugins.module_utils.parse import packages as pk
@@ -36,8 +34,8 @@ def family_vars(family):
 def set_default_argv(family, entry):
     """The argv default_entry.yml runs: the family's tool from vars, the entry from the plan."""
     cmds = family_vars(family)
-    tool = cmds['avic_kernel_grub_set_default'] if entry['needs_saved_default'] else \
-        cmds['avic_kernel_grubby'] + ['--set-default']
+    tool = cmds['__avic_kernel_grub_set_default'] if entry['needs_saved_default'] else \
+        cmds['__avic_kernel_grubby'] + ['--set-default']
     return tool + [entry['entry']]
 
 
@@ -51,26 +49,28 @@ def set_default_argv(family, entry):
 ])
 def test_grub_commands_per_family(family, mkconfig, set_default, editenv):
     cmds = family_vars(family)
-    assert cmds['avic_kernel_grub_mkconfig'] == mkconfig
-    assert cmds['avic_kernel_grub_set_default'] == set_default
-    assert cmds['avic_kernel_grub_editenv'] == editenv
+    assert cmds['__avic_kernel_grub_mkconfig'] == mkconfig
+    assert cmds['__avic_kernel_grub_set_default'] == set_default
+    assert cmds['__avic_kernel_grub_editenv'] == editenv
 
 
 def test_every_family_file_defines_the_same_variables():
     names = set(family_vars('default'))
     for family in ('Debian', 'RedHat', 'Archlinux', 'Suse'):
         assert set(family_vars(family)) == names, family
-    assert all(name.startswith('avic_kernel_') for name in names)
+    # role-internal: inventory cannot override them by accident
+    assert all(name.startswith('__avic_kernel_') for name in names)
 
 
 def test_installed_kernel_queries_per_family():
-    assert family_vars('RedHat')['avic_kernel_installed_query'] == [
-        'rpm', '-q', '--qf', '[%{FILENAMES}\\n]', 'kernel-core', 'kernel']
-    assert family_vars('Suse')['avic_kernel_installed_query'][-1] == 'kernel-default'
-    assert family_vars('Archlinux')['avic_kernel_installed_query'] == ['pacman', '-Qlq', 'linux']
-    debian = family_vars('Debian')['avic_kernel_installed_query']
+    queries = pk.INSTALLED_QUERIES
+    assert queries['RedHat'] == ['rpm', '-q', '--qf', '[%{FILENAMES}\\n]', 'kernel-core', 'kernel']
+    assert queries['Suse'][-1] == 'kernel-default'
+    assert queries['Archlinux'] == ['pacman', '-Qlq', 'linux']
+    debian = queries['debian']
     assert debian[:4] == ['dpkg-query', '-W', '-f', '${Package} ${db:Status-Abbrev}\\n']
     assert 'proxmox-kernel-*' in debian and 'linux-image-*' in debian
+    assert queries['ubuntu'] == queries['proxmox'] == debian
 
 
 # --- menu titles ----------------------------------------------------------------------------
@@ -386,12 +386,29 @@ def test_resolve_fails_clearly():
         kp.resolve(selected('RedHat', 'centos'), EL7_RPM_FILES)
     with pytest.raises(kp.PlanError, match='set avic_kernel_allow_old: true'):
         kp.resolve(selected('RedHat', 'centos'), EL7_RPM_FILES, names=kernel_filters.ROLE_VARIABLES)
-    with pytest.raises(AnsibleFilterError, match='set avic_kernel_allow_old: true'):
-        kernel_filters.avic_kernel_resolve(selected('RedHat', 'centos'), EL7_RPM_FILES)
     assert kp.resolve(selected('RedHat', 'centos'), EL7_RPM_FILES, allow_old=True)['target'] == \
         '3.10.0-1160.119.1.el7.x86_64'
-    with pytest.raises(AnsibleFilterError, match='vfio.avic.avic_kernel_resolve'):
-        kernel_filters.avic_kernel_resolve({'no': 'plan'}, '')
+
+
+RESOLVE_PARAMS = {'minimum': '5.6', 'allow_old': False, 'refuse_known_issues': False}
+
+
+def test_the_module_resolves_after_installing():
+    """avic_kernel_select resolve=<plan>: the installed-kernel query of parse/packages, read-only,
+    then kernel_select.resolve(); what replaced the avic_kernel_resolve filter."""
+    from ansible_collections.vfio.avic.plugins.modules import avic_kernel_select as select
+    tool = RecordedTool(0, FEDORA_RPM_FILES)
+    plan = select.resolve(tool, dict(RESOLVE_PARAMS, resolve=dict(selected('RedHat', 'fedora'), changed=False,
+                                                                  invocation={})))
+    assert tool.calls == [(['rpm', '-q', '--qf', '[%{FILENAMES}\\n]', 'kernel-core', 'kernel'], {'LC_ALL': 'C'})]
+    assert plan['target'] == kp.resolve(selected('RedHat', 'fedora'), FEDORA_RPM_FILES)['target']
+    assert plan['reboot_required'] is True and plan['changed'] is False and 'invocation' not in plan
+    with pytest.raises(RuntimeError, match='set allow_old: true'):
+        select.resolve(RecordedTool(0, EL7_RPM_FILES), dict(RESOLVE_PARAMS, resolve=selected('RedHat', 'centos')))
+    with pytest.raises(RuntimeError, match='resolve must be the result of an earlier avic_kernel_select run'):
+        select.resolve(RecordedTool(0, ''), dict(RESOLVE_PARAMS, resolve={'no': 'plan'}))
+    with pytest.raises(RuntimeError, match='rpm -q .* failed \\(rc 2\\)'):
+        select.resolve(RecordedTool(2, '', 'rpm: broken database'), dict(RESOLVE_PARAMS, resolve=selected('RedHat')))
 
 
 def test_arch_latest_needs_a_fallback_kernel_package():
@@ -681,8 +698,6 @@ def test_read_back_fails_when_another_kernel_got_installed():
     # the sync database was refreshed between the check and pacman -S: not the kernel checked
     with pytest.raises(kp.PlanError, match='6.12.2-arch1-1 was checked.*installed kernels are 6.12.1-arch1-1'):
         kp.resolve(plan, PACMAN_LINUX_FILES)
-    with pytest.raises(AnsibleFilterError, match='vfio.avic.avic_kernel_resolve: kernel 6.12.2-arch1-1'):
-        kernel_filters.avic_kernel_resolve(plan, PACMAN_LINUX_FILES)
     suse = dict(before('Suse', ZYPPER_LEAP), flavour=None, boot_loader='grub', grub_os=None)
     assert kp.resolve(suse, LEAP_RPM_FILES)['target'] == '6.4.0-150600.23.25-default'
 
@@ -823,12 +838,30 @@ def test_pacman_conf_without_options_is_refused():
     with pytest.raises(kernel_pin.PinError, match='set pin: false') as exc:
         kernel_pin.ignorepkg_merge('[core]\nInclude = /etc/pacman.d/mirrorlist\n', NAMES)
     assert exc.value.field == 'pin'
-    with pytest.raises(AnsibleFilterError, match='vfio.avic.avic_kernel_ignorepkg: .*set avic_kernel_pin: false'):
-        kernel_filters.avic_kernel_ignorepkg('[core]\n', NAMES)
-    with pytest.raises(AnsibleFilterError, match='list of package names'):
-        kernel_filters.avic_kernel_ignorepkg(STOCK_PACMAN_CONF, 'linux')
+    with pytest.raises(kernel_pin.PinError, match='set avic_kernel_pin: false'):
+        kernel_pin.ignorepkg_merge('[core]\n', NAMES, kernel_filters.ROLE_VARIABLES['pin'])
+
+
+def test_the_module_merges_pacman_conf(tmp_path):
+    """avic_kernel_select computes the Arch pin's pacman.conf (what replaced the
+    avic_kernel_ignorepkg filter), read from the host; pin=false skips it."""
+    from ansible_collections.vfio.avic.plugins.module_utils.hostfs import HostFiles
+    from ansible_collections.vfio.avic.plugins.modules import avic_kernel_select as select
+    (tmp_path / 'etc').mkdir()
+    (tmp_path / 'etc' / 'pacman.conf').write_text(STOCK_PACMAN_CONF)
+    reader = HostFiles(root=str(tmp_path))
+    plan = kp.plan('Archlinux', 'keep', '6.12.1-arch1-1', 'arch')
+    merge = select.pacman_pin(reader, plan, {'pin': True})
+    assert merge == kernel_pin.ignorepkg_merge(STOCK_PACMAN_CONF, ['linux', 'linux-headers'])
+    assert merge['changed'] and merge['added'] == ['linux', 'linux-headers']
+    assert select.pacman_pin(reader, plan, {'pin': False}) is None
+    assert select.pacman_pin(reader, kp.plan('Debian', 'keep', '6.1.0-26-amd64', 'debian'), {'pin': True}) is None
+    (tmp_path / 'etc' / 'pacman.conf').unlink()
+    with pytest.raises(kernel_pin.PinError, match='/etc/pacman.conf cannot be read.*set pin: false'):
+        select.pacman_pin(reader, plan, {'pin': True})
 
 
 def test_filters_are_registered():
-    assert set(kernel_filters.FilterModule().filters()) == {
-        'avic_kernel_keep_plan', 'avic_kernel_resolve', 'avic_kernel_ignorepkg'}
+    # avic_kernel_resolve and avic_kernel_ignorepkg were removed (changelog: breaking_changes);
+    # avic_kernel_select returns those decisions
+    assert set(kernel_filters.FilterModule().filters()) == {'avic_kernel_keep_plan'}

@@ -241,6 +241,23 @@ def repo_candidates(dist, text, package, arch='x86_64'):
     raise ValueError('no repository query for %r' % dist)
 
 
+# The read-only queries that list the installed kernels, per packaging flavour; their output is
+# what installed_releases() reads. dpkg-query and rpm exit 1 when one of the names is not
+# installed and list the others. Debian family: 'ii' lines count. rpm: kernel-core owns
+# /lib/modules/<release>/vmlinuz (Fedora, EL 8+), kernel owns /boot/vmlinuz-<release> (EL 7);
+# kernel-default owns /boot/vmlinuz-<release> (Leap) or /usr/lib/modules/<release>/vmlinuz
+# (Tumbleweed). Arch: the linux package owns /usr/lib/modules/<release>/vmlinuz.
+_DPKG_KERNELS = ['dpkg-query', '-W', '-f', '${Package} ${db:Status-Abbrev}\\n', 'linux-image-*',
+                 'proxmox-kernel-*', 'pve-kernel-*']
+INSTALLED_QUERIES = {
+    'debian': _DPKG_KERNELS, 'ubuntu': _DPKG_KERNELS, 'proxmox': _DPKG_KERNELS,
+    'RedHat': ['rpm', '-q', '--qf', '[%{FILENAMES}\\n]', 'kernel-core', 'kernel'],
+    'Suse': ['rpm', '-q', '--qf', '[%{FILENAMES}\\n]', 'kernel-default'],
+    'Archlinux': ['pacman', '-Qlq', 'linux'],
+}
+INSTALLED_QUERY_OK = (0, 1)
+
+
 _MODULE_PATH_RE = re.compile(r'^(?:/usr)?/lib/modules/([^/]+)/vmlinuz$')
 
 
@@ -251,11 +268,10 @@ _PVE_PACKAGE_RE = re.compile(r'^(?:proxmox|pve)-kernel-(\d[^ ]*-pve)(?:-signed)?
 
 
 def installed_releases(dist, listing, flavour=None):
-    """Kernel releases installed, from what the family's query in vars/<family>.yml printed.
+    """Kernel releases installed, from what the family's query (INSTALLED_QUERIES) printed.
 
-    RedHat/Suse: `rpm -q --qf '[%{FILENAMES}\\n]' ...`; Arch: `pacman -Qlq linux`; these name
-    /usr/lib/modules/<release>/vmlinuz or /boot/vmlinuz-<release>. Debian family:
-    `dpkg-query -W -f '${Package} ${db:Status-Abbrev}\\n' ...`, installed ('ii') lines only.
+    The queries are INSTALLED_QUERIES: rpm and pacman name /usr/lib/modules/<release>/vmlinuz or
+    /boot/vmlinuz-<release>; of dpkg-query's lines the installed ('ii') ones count.
     """
     found = set()
     for line in (listing or '').splitlines():

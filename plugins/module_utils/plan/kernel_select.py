@@ -248,16 +248,23 @@ def plan(family, mode, running, os_id=None, proxmox=False, version=None, availab
 
 
 def selection(decided, running, osr, flavour=None, installed=None, held=None, available=None,
-              candidates=None, query=None, boot_loader=None, grub_os=None):
+              candidates=None, query=None, boot_loader=None, grub_os=None, merge=None):
     """The decision as vfio.avic.avic_kernel_select returns it and the kernel role keeps it, from
-    plan()'s ``decided`` and what was read on the host: the one shape of both producers."""
+    plan()'s ``decided`` and what was read on the host: the one shape of both producers.
+    ``merge``: the pacman.conf IgnorePkg merge of an Arch pin (kernel_pin.ignorepkg_merge())."""
     return {'running': running, 'target': decided['target'], 'dist': decided['dist'],
             'packages': decided['packages'], 'install': decided['install'],
             'candidate': decided['candidate'], 'candidates': candidates, 'query': query,
             'installed': list(installed or []), 'held': held, 'available': available,
-            'pin': decided['pin'], 'default_entry': decided['default_entry'],
+            'pin': dict(decided['pin'], merge=merge), 'default_entry': decided['default_entry'],
             'warnings_rules': decided['validation']['warnings'], 'os': osr, 'flavour': flavour,
-            'boot_loader': boot_loader, 'grub_os': grub_os}
+            'boot_loader': boot_loader, 'grub_os': grub_os,
+            'reboot_required': reboot_required(running, decided['target'])}
+
+
+def reboot_required(running, target):
+    """Whether the host must boot another kernel for the plan: a target known and not running."""
+    return bool(target) and target != running
 
 
 def resolve(selected, listing, minimum='5.6', allow_old=False, refuse_known_issues=False, names=None):
@@ -293,10 +300,12 @@ def resolve(selected, listing, minimum='5.6', allow_old=False, refuse_known_issu
     if validation['refusals']:
         raise PlanError('the newest installed kernel %s: %s' % (target, ' '.join(validation['refusals'])))
     result = dict(selected)
-    result.update(target=target, pin=pin(dist, selected['packages'], target),
+    result.update(target=target,
+                  pin=dict(pin(dist, selected['packages'], target), merge=(selected.get('pin') or {}).get('merge')),
                   default_entry=default_entry(dist, selected.get('boot_loader'), target,
                                               selected.get('grub_os'), selected['packages'][0]),
-                  warnings_rules=validation['warnings'])
+                  warnings_rules=validation['warnings'],
+                  reboot_required=reboot_required(selected.get('running'), target))
     return result
 
 
