@@ -279,7 +279,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vfio.avic.plugins.module_utils.libvirt import virsh as libvirt_virsh
 from ansible_collections.vfio.avic.plugins.module_utils.trace import capture
-from ansible_collections.vfio.avic.plugins.module_utils.trace import tracefs as tracing
+from ansible_collections.vfio.avic.plugins.module_utils.trace import sampler
 
 SIGNALS = tuple(getattr(signal, name) for name in ('SIGTERM', 'SIGINT', 'SIGHUP') if hasattr(signal, name))
 
@@ -304,9 +304,9 @@ def main():
     if incomplete:
         module.fail_json(msg=incomplete)
     duration = params['duration']
-    if not tracing.MIN_DURATION <= duration <= tracing.MAX_DURATION:
+    if not sampler.MIN_DURATION <= duration <= sampler.MAX_DURATION:
         module.fail_json(msg='duration=%g is out of range: give %d to %d seconds' % (
-            duration, tracing.MIN_DURATION, tracing.MAX_DURATION))
+            duration, sampler.MIN_DURATION, sampler.MAX_DURATION))
     if params['restart_timeout'] < 1:
         module.fail_json(msg='restart_timeout=%d must be at least 1 second' % params['restart_timeout'])
     tracefs = None if params['tracefs'] in (None, '', 'auto') else params['tracefs']
@@ -334,7 +334,7 @@ def main():
 
     previous = dict((sig, signal.signal(sig, handler)) for sig in SIGNALS)
     try:
-        result = tracing.sample(duration, names=params['guests'] or None, tracefs=tracefs,
+        result = sampler.sample(duration, names=params['guests'] or None, tracefs=tracefs,
                                 use_instance=params['use_instance'], run=run, during=restarter,
                                 interrupted=interrupted)
     finally:

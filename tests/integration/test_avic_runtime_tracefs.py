@@ -22,7 +22,8 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'unit'))
 
 from conftest import COLLECTIONS, run_ansible_module  # noqa: E402 pylint: disable=wrong-import-position
-from ansible_collections.vfio.avic.plugins.module_utils.trace import tracefs  # noqa: E402 pylint: disable=wrong-import-position,wrong-import-order
+from ansible_collections.vfio.avic.plugins.module_utils.trace import tracefs as trace_fs  # noqa: E402 pylint: disable=wrong-import-position,wrong-import-order
+from ansible_collections.vfio.avic.plugins.module_utils.trace import sampler  # noqa: E402 pylint: disable=wrong-import-position,wrong-import-order
 from ansible_collections.vfio.avic.plugins.module_utils.trace import processes  # noqa: E402 pylint: disable=wrong-import-position,wrong-import-order
 from ansible_collections.vfio.avic.plugins.module_utils.hostfs import HostFiles  # noqa: E402 pylint: disable=wrong-import-position,wrong-import-order
 
@@ -52,7 +53,7 @@ def snapshot():
                 state['events/kvm/%s/enable' % event] = handle.read()
     instances = os.path.join(TRACING, 'instances')
     state['instances'] = sorted(os.listdir(instances)) if os.path.isdir(instances) else None
-    state['buffer_entries'] = tracefs._buffer_entries(TRACING)
+    state['buffer_entries'] = trace_fs._buffer_entries(TRACING)
     return state
 
 
@@ -127,7 +128,7 @@ class Boom(Exception):
 
 
 def _idle_top_level():
-    busy = tracefs.global_busy(TRACING)
+    busy = trace_fs.global_busy(TRACING)
     if busy:
         pytest.skip('the top-level trace buffer is in use on this machine (%s)' % busy)
 
@@ -150,11 +151,11 @@ def test_a_failure_inside_the_sample_leaves_tracing_as_found(tracefs, use_instan
         seen['on'] = open(os.path.join(TRACING, 'events', 'kvm', 'kvm_apic_accept_irq', 'enable')).read()
         if not use_instance:
             _marker('vfio-avic test: an event the sample leaves unread')
-            seen['entries'] = tracefs._buffer_entries(TRACING)
+            seen['entries'] = trace_fs._buffer_entries(TRACING)
         raise Boom('failed during the sample')
 
     with pytest.raises(Boom):
-        tracefs.sample(2, use_instance=use_instance, during=boom)
+        sampler.sample(2, use_instance=use_instance, during=boom)
     if use_instance:
         assert seen['on'].strip() == before['events/kvm/kvm_apic_accept_irq/enable'].strip(), \
             'the instance, not the top level, was enabled'
@@ -168,17 +169,17 @@ def test_events_left_in_the_top_level_buffer_are_cleared(tracefs):
         subprocess.run(['mount', '-t', 'tracefs', 'nodev', TRACING], check=True)
     _idle_top_level()
     before = snapshot()
-    session = tracefs.TraceSession(use_instance=False)
+    session = trace_fs.TraceSession(use_instance=False)
     try:
         session.open()
         assert session.method == 'global'
         session.state.write('tracing_on', '1')  # tracing runs, and nothing reads the buffer
         _marker('vfio-avic test: left in the buffer')
-        assert tracefs._buffer_entries(TRACING) >= 1
+        assert trace_fs._buffer_entries(TRACING) >= 1
     finally:
         report = session.close()
     assert report['state_restored'] is True and report['errors'] == [], report
-    assert tracefs._buffer_entries(TRACING) == 0
+    assert trace_fs._buffer_entries(TRACING) == 0
     assert snapshot() == before
 
 
@@ -216,7 +217,7 @@ def test_sigterm_during_a_5s_sample_leaves_tracing_as_found(tracefs, use_instanc
     proc, args_path = _start_module({'duration': 5, 'use_instance': use_instance})
     try:
         if use_instance:
-            prefix = '%s%d_' % (tracefs.INSTANCE_PREFIX, proc.pid)
+            prefix = '%s%d_' % (trace_fs.INSTANCE_PREFIX, proc.pid)
             instances = os.path.join(TRACING, 'instances')
 
             def sampling():
