@@ -202,7 +202,7 @@ def test_guests_of_a_non_amd_host_are_not_applicable(tmp_path, domain_xml):
                         {'name': 'lin', 'active': False, 'xml': domain_xml('clean_linux.xml')}]
     zen4 = _zen4_facts(tmp_path / 'zen4', domain_xml, '6.8.0-45-generic')
     report = avic_fleet_report([{'inventory_hostname': 'xeon', 'vfio_avic': facts},
-                                 {'inventory_hostname': 'epyc', 'vfio_avic': zen4}])
+                                {'inventory_hostname': 'epyc', 'vfio_avic': zen4}])
     win, lin = report['guests']['xeon']
     assert [f['id'] for f in win['findings']] == ['not_amd']
     assert win['verdict'] == lin['verdict'] == 'not_applicable'

@@ -37,7 +37,6 @@ def merge_cpu_model(text, name, section_text):
     return text + ('\n' if text.strip() and not text.endswith('\n\n') else '') + section_text
 
 
-
 MODEL_FLAGS = {'x2apic_exposed': '-x2apic', 'svm_exposed': '-svm',
                'hyperv_synic': '+hv-avic', 'hyperv_stimer': '+hv-avic'}
 # SynIC and stimer dropped instead of hv-avic. QEMU refuses '-hv_synic' (it turns '_' into '-' only

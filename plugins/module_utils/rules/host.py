@@ -14,6 +14,7 @@ from ansible_collections.vfio.avic.plugins.module_utils.parse import cmdline as 
 from ansible_collections.vfio.avic.plugins.module_utils.parse.boolean import parse_bool
 from ansible_collections.vfio.avic.plugins.module_utils.rules import kernel as kernel_rules
 
+
 def pending_differences(loaded, wanted):
     """Parameters whose running value differs from the configured one.
 

@@ -15,6 +15,7 @@ AVIC_MAX_APIC_ID = 0xFE
 X2AVIC_MAX_APIC_ID = 0x1FF
 X2AVIC_EXT_MAX_APIC_ID = 0xFFF
 
+
 def _bits(count):
     """Bits QEMU gives a topology level of ``count`` members (apicid_bitwidth_for_count)."""
     count = max(int(count), 1)
