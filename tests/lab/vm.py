@@ -27,9 +27,8 @@ preinstalled, also at native speed: linux-image-RELEASE from NEWEST_BASE-backpor
 kernel role installs it (RELEASE from VFIO_AVIC_VM_NEWEST, default NEWEST_RELEASE). Backports
 kernels are built for their own release: trixie-backports' 7.x pulls in a linux-base whose hooks
 bookworm's run-parts (debianutils 5.7) cannot run, so they get a trixie image. Its first boot
-runs the newest kernel; the payload stays the suite's own kernel. `make kernel-newest` probes
-it (tests/lab/kernel_check.py); the kernel role installing that kernel is what
-`make kernel-matrix` records.
+runs the newest kernel; the payload stays the suite's own kernel. The kernel role installing
+that kernel (into the --kvm image of trixie) is what `make kernel-matrix` records.
 
 Run as root. Files live in $VFIO_AVIC_VM_DIR (default: .build/vm in the checkout).
 Environment: DEBIAN_MIRROR, VFIO_AVIC_VM_SUITE (default bookworm), VFIO_AVIC_VM_TIMEOUT (boot, 300 s).
