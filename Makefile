@@ -67,8 +67,9 @@ molecule: venv collection
 	  echo "=== molecule scenario $$s"; start=$$(date +%s); $(BIN)/molecule test -s $$s; \
 	  echo "=== molecule scenario $$s passed in $$(( $$(date +%s) - start )) s"; done
 
-# root, after make deps: re-record tests/fixtures/kernels/ on every kernel of the matrix
-# (tests/lab/kernel_matrix.py; MATRIX_NEWEST=<release> picks the trixie-backports kernel)
+# root, after make deps: re-record tests/fixtures/kernels/ on every kernel of the matrix, each installed
+# by the kernel role (tests/lab/kernel_matrix.py; the newest is NEWEST_RELEASE of tests/lab/vm.py,
+# MATRIX_NEWEST=<release> picks another trixie-backports kernel)
 kernel-matrix: venv collection
 	$(BIN)/python tests/lab/kernel_matrix.py $(ARGS)
 

@@ -5,8 +5,9 @@
 
   python3 tests/lab/kernel_matrix.py [--out DIR] [LABEL ...]
 
-Boots one KVM lab VM (vm.py start --kvm), and for each kernel (default: all of KERNELS, oldest
-first) lets the kernel role install it and reboot into it, runs tests/lab/kvm_probe.py there and
+Boots one KVM lab VM (vm.py start --kvm) per Debian release of the matrix (bookworm; trixie for
+the newest kernel), and for each kernel (default: all of KERNELS, oldest first) lets the kernel
+role install it and reboot into it, runs tests/lab/kvm_probe.py there and
 fetches the recording to DIR/<release>/ (default tests/fixtures/kernels). The VM is stopped by
 its pid at the end, also after a failure. `make kernel-matrix` runs it; the recordings are what
 tests/unit/test_kernel_fixtures.py checks the collection's tables against.
@@ -21,15 +22,19 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-MIRROR = os.environ.get('DEBIAN_MIRROR', 'http://deb.debian.org/debian')
+sys.path.insert(0, HERE)
+import vm  # noqa: E402  (the lab's own image tool: its NEWEST is the newest kernel of the matrix)
+
 # label -> what the matrix playbook does for it (tests/lab/matrix/kernel-probe.yml)
 KERNELS = (
     {'label': 'bookworm'},  # the image's own kernel (6.1)
     {'label': 'bookworm-backports',
      'role': {'avic_kernel_mode': 'latest', 'avic_kernel_backports': True}},
-    {'label': 'trixie-backports', 'suite': 'trixie-backports', 'mirror': MIRROR,
-     'role': {'avic_kernel_mode': 'version',
-              'avic_kernel_version': os.environ.get('MATRIX_NEWEST', '')}},
+    # backports kernels are built for their own release (vm.py says why): the newest one is
+    # installed into a trixie VM, from its own backports as a user would
+    {'label': vm.NEWEST_SUITE, 'image': vm.NEWEST_BASE,
+     'role': {'avic_kernel_mode': 'version', 'avic_kernel_backports': True,
+              'avic_kernel_version': os.environ.get('MATRIX_NEWEST') or vm.NEWEST}},
 )
 INSTANCE = 'matrix'
 
@@ -66,12 +71,29 @@ def main(argv):
         if kernel.get('role', {}).get('avic_kernel_mode') == 'version' and \
                 not kernel['role'].get('avic_kernel_version'):
             sys.stderr.write('%s needs the kernel release to install: set MATRIX_NEWEST (e.g. the '
-                             'release of linux-image-amd64 in %s)\n' % (kernel['label'], kernel['suite']))
+                             'release of linux-image-amd64 in %s)\n' % (kernel['label'], kernel['label']))
             return 2
     os.makedirs(out, exist_ok=True)
-    vm = [sys.executable, os.path.join(HERE, 'vm.py')]
     began = time.time()
-    started = subprocess.run(vm + ['start', INSTANCE, '--kvm'], stdout=subprocess.PIPE,
+    try:
+        for image in sorted(set(k.get('image', vm.SUITE) for k in kernels), key=lambda i: i != vm.SUITE):
+            rc = matrix_on(image, [k for k in kernels if k.get('image', vm.SUITE) == image], out)
+            if rc:
+                return rc
+        return 0
+    finally:
+        sys.stderr.write('kernel matrix: %d s\n' % (time.time() - began))
+
+
+def matrix_on(image, kernels, out):
+    """Boot one KVM lab VM of that Debian release and run the matrix playbook for its kernels."""
+    vm_py = [sys.executable, os.path.join(HERE, 'vm.py')]
+    instance = '%s-%s' % (INSTANCE, image)
+    # the first boot of a copy runs grub-install and update-grub under emulation
+    env = dict(os.environ, VFIO_AVIC_VM_SUITE=image,
+               VFIO_AVIC_VM_TIMEOUT=os.environ.get('VFIO_AVIC_VM_TIMEOUT', '600'))
+    began = time.time()
+    started = subprocess.run(vm_py + ['start', instance, '--kvm'], stdout=subprocess.PIPE, env=env,
                              universal_newlines=True, check=False)
     try:
         if started.returncode != 0:
@@ -80,15 +102,17 @@ def main(argv):
         with tempfile.TemporaryDirectory() as tmp:
             hosts = os.path.join(tmp, 'hosts')
             inventory(info, hosts)
-            env = dict(os.environ, MATRIX_OUT=out, MATRIX_KERNELS=json.dumps(kernels),
+            env.update(MATRIX_OUT=out, MATRIX_KERNELS=json.dumps(kernels),
                        ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, '.build', 'collections'),
                        ANSIBLE_HOST_KEY_CHECKING='False')
-            play = subprocess.run(['ansible-playbook', '-i', hosts,
+            # the ansible-playbook of this Python's environment (the checkout's .venv)
+            playbook = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
+            play = subprocess.run([playbook if os.path.exists(playbook) else 'ansible-playbook', '-i', hosts,
                                    os.path.join(HERE, 'matrix', 'kernel-matrix.yml')], env=env, check=False)
             return play.returncode
     finally:
-        subprocess.run(vm + ['stop', INSTANCE], check=False)
-        sys.stderr.write('kernel matrix: %d s\n' % (time.time() - began))
+        subprocess.run(vm_py + ['stop', instance], env=env, check=False)
+        sys.stderr.write('kernel matrix on %s: %d s\n' % (image, time.time() - began))
 
 
 if __name__ == '__main__':

@@ -250,19 +250,24 @@ def main(argv):
     if not os.path.isdir(os.path.join(TRACEFS, 'events')):
         subprocess.run(['mount', '-t', 'tracefs', 'nodev', TRACEFS], check=True)
     os.makedirs(outdir, exist_ok=True)
+    # the top-level buffer is never written; the kernel allocates it at its configured size
+    # when an event is enabled anywhere (before: "7 (expanded: 1408)" until then)
+    top_before = (read(os.path.join(TRACEFS, 'buffer_size_kb'), '') or '').strip()
     info = kernel_info()
     info['kvm_amd_at_start'] = params('kvm_amd')
     # the module's own defaults: loaded without parameters and without modprobe.d
     removed, loaded, marker = reload_kvm_amd({})
     info['kvm_amd_defaults'] = params('kvm_amd') if loaded['rc'] == 0 else None
     info['dmesg_defaults'] = dmesg_since(marker)
-    with open(os.path.join(outdir, 'kernel.json'), 'w') as handle:
-        json.dump(info, handle, indent=1, sort_keys=True)
-        handle.write('\n')
     for name in names:
         meta = probe(name, outdir)
         sys.stderr.write('%s: %s, up %s s, sampled %s s, %s\n' % (
             name, meta['kvm_amd'].get('avic'), meta.get('up_seconds'), meta['sample_seconds'], meta['stopped']))
+    info['top_buffer_size_kb'] = {
+        'before': top_before, 'after': (read(os.path.join(TRACEFS, 'buffer_size_kb'), '') or '').strip()}
+    with open(os.path.join(outdir, 'kernel.json'), 'w') as handle:
+        json.dump(info, handle, indent=1, sort_keys=True)
+        handle.write('\n')
     return 0
 
 

@@ -1,7 +1,7 @@
 """The real-kernel lab: a Debian VM under QEMU software emulation with an AMD CPU that has SVM.
 
-  python3 tests/lab/vm.py build [--kvm]    build the disk image (cached; rebuilt when its inputs change)
-  python3 tests/lab/vm.py start NAME [--kvm]  boot a throw-away copy of it; prints JSON for Ansible
+  python3 tests/lab/vm.py build [--kvm [--newest]]    build the disk image (cached; rebuilt when its inputs change)
+  python3 tests/lab/vm.py start NAME [--kvm [--newest]]  boot a throw-away copy of it; prints JSON for Ansible
   python3 tests/lab/vm.py stop NAME        stop it by its pid (SIGTERM, then SIGKILL) and remove its files
   python3 tests/lab/vm.py status NAME      print whether it runs
   python3 tests/lab/vm.py check            exit 0 when this machine can run the lab, else say why (exit 3)
@@ -21,6 +21,15 @@ payload_idle=SECONDS (kernel command line, default 600) and powers the guest off
 the ACPI power button is pressed (so `virsh shutdown` is a graceful shutdown). Boot it with
 `-kernel vmlinuz -initrd initrd.img -append "console=ttyS0 payload_idle=30"`.
 
+The --kvm --newest variant (image debian-trixie-kvm-RELEASE.raw) is the --kvm image of
+NEWEST_BASE (trixie, whatever VFIO_AVIC_VM_SUITE says) with the newest kernel of the matrix
+preinstalled, also at native speed: linux-image-RELEASE from NEWEST_BASE-backports, the way the
+kernel role installs it (RELEASE from VFIO_AVIC_VM_NEWEST, default NEWEST_RELEASE). Backports
+kernels are built for their own release: trixie-backports' 7.x pulls in a linux-base whose hooks
+bookworm's run-parts (debianutils 5.7) cannot run, so they get a trixie image. Its first boot
+runs the newest kernel; the payload stays the suite's own kernel. The kernel role installing
+that kernel (into the --kvm image of trixie) is what `make kernel-matrix` records.
+
 Run as root. Files live in $VFIO_AVIC_VM_DIR (default: .build/vm in the checkout).
 Environment: DEBIAN_MIRROR, VFIO_AVIC_VM_SUITE (default bookworm), VFIO_AVIC_VM_TIMEOUT (boot, 300 s).
 """
@@ -29,6 +38,7 @@ import hashlib
 import inspect
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -42,6 +52,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 VM_DIR = os.environ.get('VFIO_AVIC_VM_DIR') or os.path.join(REPO, '.build', 'vm')
 SUITE = os.environ.get('VFIO_AVIC_VM_SUITE', 'bookworm')
 MIRROR = os.environ.get('DEBIAN_MIRROR', 'http://deb.debian.org/debian')
+# the newest Debian kernel of the matrix (also tests/lab/kernel_matrix.py's) and the release it is
+# built for (its backports suite carries it)
+NEWEST_RELEASE = '7.3.4+deb13-amd64'
+NEWEST = os.environ.get('VFIO_AVIC_VM_NEWEST') or NEWEST_RELEASE
+NEWEST_BASE = 'trixie'
+NEWEST_SUITE = NEWEST_BASE + '-backports'
 DISK_MB = 4096
 PART_START = 2048  # sectors: 1 MiB, room for GRUB's core image
 PACKAGES = ('linux-image-amd64', 'grub-pc', 'openssh-server', 'systemd-sysv',
@@ -102,8 +118,8 @@ def inputs_hash(kvm=False):
     return digest.hexdigest()[:16]
 
 
-def image_paths(kvm=False):
-    base = 'debian-%s%s' % (SUITE, '-kvm' if kvm else '')
+def image_paths(kvm=False, newest=False):
+    base = 'debian-%s%s%s' % (SUITE, '-kvm' if kvm else '', '-' + NEWEST if newest else '')
     return {'image': os.path.join(VM_DIR, base + '.raw'),
             'stamp': os.path.join(VM_DIR, base + '.inputs'),
             'key': os.path.join(VM_DIR, 'id_ed25519')}
@@ -297,6 +313,92 @@ def configure_kvm(root):
             os.unlink(path)
 
 
+def built_from(paths, wanted):
+    """True when the image exists and its stamp names these inputs."""
+    if not (os.path.exists(paths['image']) and os.path.exists(paths['stamp'])):
+        return False
+    with open(paths['stamp']) as handle:
+        return handle.read().strip() == wanted
+
+
+def build_newest(force=False):
+    """The --kvm image with linux-image-NEWEST installed: a copy of it, changed at native speed.
+
+    Cached like the others: rebuilt when the --kvm image's inputs, NEWEST, its suite or this
+    code change. The copy's first-boot GRUB entry names the newest kernel, so the first boot
+    already runs it (the first-boot update-grub makes it the default entry as well).
+    """
+    base = build(kvm=True)
+    paths = image_paths(kvm=True, newest=True)
+    digest = hashlib.sha256()
+    digest.update(repr((inputs_hash(kvm=True), NEWEST, NEWEST_SUITE, MIRROR)).encode())
+    for function in (build_newest, install_newest, built_from, stamped):
+        digest.update(inspect.getsource(function).encode())
+    wanted = digest.hexdigest()[:16]
+    if not force and built_from(paths, wanted):
+        say('image %s is up to date' % paths['image'])
+        return paths
+    if os.geteuid() != 0:
+        sys.exit('vm.py build must run as root (loop devices, chroot)')
+    start = time.time()
+    tmp = paths['image'] + '.tmp'
+    run(['cp', '--sparse=always', base['image'], tmp])
+    part = losetup(tmp, PART_START * 512)
+    mnt = os.path.join(VM_DIR, 'mnt')
+    mounted = []
+    try:
+        os.makedirs(mnt, exist_ok=True)
+        run(['mount', part, mnt])
+        mounted.append(mnt)
+        for fs, target in (('/dev', 'dev'), ('/proc', 'proc'), ('/sys', 'sys')):
+            path = os.path.join(mnt, target)
+            run(['mount', '--bind', fs, path])
+            mounted.append(path)
+        grub_cfg = os.path.join(mnt, 'boot', 'grub', 'grub.cfg')
+        with open(grub_cfg) as handle:
+            first_boot = handle.read()
+        booted = re.search(r'/boot/vmlinuz-(\S+)', first_boot).group(1)
+        install_newest(mnt)
+        write(mnt, '/boot/grub/grub.cfg', first_boot.replace(booted, NEWEST))
+    finally:
+        for path in reversed(mounted):
+            subprocess.run(['umount', '-l', path], check=False)
+        subprocess.run(['losetup', '-d', part], check=False)
+    return stamped(tmp, paths, wanted, start)
+
+
+def stamped(tmp, paths, wanted, start):
+    """The finished image in its place, with the stamp of its inputs."""
+    os.rename(tmp, paths['image'])
+    with open(paths['stamp'], 'w') as handle:
+        handle.write(wanted + '\n')
+    say('built %s in %d s' % (paths['image'], time.time() - start))
+    return paths
+
+
+def install_newest(root):
+    """linux-image-NEWEST from NEWEST_SUITE, installed at native speed into the mounted image."""
+    write(root, '/etc/apt/sources.list.d/vfio-avic-newest.list', 'deb %s %s main\n' % (MIRROR, NEWEST_SUITE))
+    env = dict(os.environ, DEBIAN_FRONTEND='noninteractive')
+    # the host's name servers for apt, the lab's (QEMU user networking) again afterwards
+    resolv = os.path.join(root, 'etc', 'resolv.conf')
+    with open(resolv) as handle:
+        lab_resolv = handle.read()
+    shutil.copyfile('/etc/resolv.conf', resolv)
+    try:
+        write(root, '/usr/sbin/policy-rc.d', '#!/bin/sh\nexit 101\n', 0o755)
+        run(['chroot', root, 'apt-get', 'update', '-q'], env=env)
+        run(['chroot', root, 'apt-get', 'install', '-y', '-q', '--no-install-recommends', '-t', NEWEST_SUITE,
+             'linux-image-' + NEWEST], env=env)
+        run(['chroot', root, 'apt-get', 'clean'], env=env)
+    finally:
+        os.unlink(os.path.join(root, 'usr', 'sbin', 'policy-rc.d'))
+        with open(resolv, 'w') as handle:
+            handle.write(lab_resolv)
+    if not os.path.exists(os.path.join(root, 'boot', 'vmlinuz-' + NEWEST)):
+        raise RuntimeError('linux-image-%s installed no /boot/vmlinuz-%s' % (NEWEST, NEWEST))
+
+
 def instance_dir(name):
     if not name.replace('-', '').replace('_', '').isalnum():
         sys.exit('instance name %r: use letters, digits, - and _' % name)
@@ -351,8 +453,8 @@ def console_tail(name, size=CONSOLE_TAIL):
         return ''
 
 
-def start(name, memory=2048, cpus=2, kvm=False):
-    paths = build(kvm=kvm)
+def start(name, memory=2048, cpus=2, kvm=False, newest=False):
+    paths = build_newest() if newest else build(kvm=kvm)
     inst = instance_dir(name)
     running = pid_of(name)
     if running:
@@ -441,15 +543,26 @@ def main(argv):
         return 2
     command = argv[1]
     kvm = '--kvm' in argv
-    argv = [a for a in argv if a not in ('--kvm', '--base')]
+    newest = '--newest' in argv
+    if newest and not kvm:
+        sys.stderr.write('--newest is a variant of the --kvm image: give both\n')
+        return 2
+    if newest:
+        # the newest kernel's image is always of the release that kernel is built for
+        global SUITE
+        SUITE = NEWEST_BASE
+    argv = [a for a in argv if a not in ('--kvm', '--base', '--newest')]
     if command == 'build':
-        build(force='--force' in argv, kvm=kvm)
+        if newest:
+            build_newest(force='--force' in argv)
+        else:
+            build(force='--force' in argv, kvm=kvm)
         return 0
     if len(argv) < 3:
         sys.stderr.write('vm.py %s needs an instance name\n' % command)
         return 2
     if command == 'start':
-        start(argv[2], kvm=kvm)
+        start(argv[2], kvm=kvm, newest=newest)
     elif command == 'stop':
         stop(argv[2])
     else:

@@ -22,7 +22,8 @@ from ansible_collections.vfio.avic.plugins.module_utils.trace import inhibits as
 
 from conftest import REPO
 
-KERNELS = os.path.join(REPO, 'tests', 'fixtures', 'kernels')
+# VFIO_AVIC_KERNEL_RECORDINGS checks another directory of recordings (e.g. a fresh one of one kernel)
+KERNELS = os.environ.get('VFIO_AVIC_KERNEL_RECORDINGS') or os.path.join(REPO, 'tests', 'fixtures', 'kernels')
 RELEASES = sorted(d for d in os.listdir(KERNELS) if os.path.isfile(os.path.join(KERNELS, d, 'kernel.json')))
 
 
@@ -58,6 +59,22 @@ def test_there_are_recordings_of_at_least_one_kernel():
     assert RELEASES, 'tests/fixtures/kernels has no recording'
     for release in RELEASES:
         assert set(configs(release)) >= {'avic_off', 'force_pit_reinject', 'force_pit_discard'}, release
+
+
+def newest_of_the_matrix():
+    """NEWEST_RELEASE of tests/lab/vm.py: the newest kernel the matrix installs."""
+    with open(os.path.join(REPO, 'tests', 'lab', 'vm.py')) as handle:
+        return re.search(r"^NEWEST_RELEASE = '([^']+)'", handle.read(), re.M).group(1)
+
+
+@pytest.mark.skipif(bool(os.environ.get('VFIO_AVIC_KERNEL_RECORDINGS')),
+                    reason='VFIO_AVIC_KERNEL_RECORDINGS names another set of recordings')
+def test_the_oldest_and_the_newest_kernel_of_the_matrix_are_recorded():
+    # the oldest: Debian 12's own 6.1; the newest: what the kernel matrix installs last
+    assert [r for r in RELEASES if version(r) == (6, 1)], RELEASES
+    newest = newest_of_the_matrix()
+    assert newest in RELEASES, 'no recording of %s: run make kernel-matrix' % newest
+    assert max(RELEASES, key=version) == newest, RELEASES
 
 
 @pytest.mark.parametrize('release', RELEASES)

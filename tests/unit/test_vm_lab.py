@@ -91,6 +91,22 @@ def test_the_kvm_variant_is_its_own_cached_image():
     assert vm.inputs_hash(kvm=True) != vm.inputs_hash()
     assert vm.image_paths(kvm=True)['image'].endswith('-kvm.raw')
     assert vm.image_paths(kvm=True)['key'] == vm.image_paths()['key']
+
+
+def test_the_newest_kernel_variant_is_its_own_image_of_its_own_release(tmp_path, monkeypatch):
+    paths = vm.image_paths(kvm=True, newest=True)
+    assert paths['image'].endswith('-kvm-%s.raw' % vm.NEWEST) and paths['key'] == vm.image_paths()['key']
+    # a backports kernel is installed into an image of the release it is built for
+    assert vm.NEWEST_SUITE == vm.NEWEST_BASE + '-backports'
+    monkeypatch.setattr(vm, 'SUITE', vm.NEWEST_BASE)
+    assert vm.image_paths(kvm=True, newest=True)['image'].endswith(
+        'debian-%s-kvm-%s.raw' % (vm.NEWEST_BASE, vm.NEWEST))
+    # --newest without --kvm is refused before anything is built
+    env = dict(os.environ, VFIO_AVIC_VM_DIR=str(tmp_path))
+    refused = subprocess.run([sys.executable, SCRIPT, 'build', '--newest'], env=env, capture_output=True,
+                             text=True, check=False)
+    assert refused.returncode == 2 and 'give both' in refused.stderr
+    assert os.listdir(str(tmp_path)) == []
     assert 'qemu-system-x86' in vm.KVM_PACKAGES and 'python3-libvirt' in vm.KVM_PACKAGES
     # the payload idles until its power button is pressed: virsh shutdown is graceful
     assert 'Power Button' in vm.PAYLOAD_INIT and 'poweroff -f' in vm.PAYLOAD_INIT
