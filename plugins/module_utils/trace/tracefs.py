@@ -5,7 +5,9 @@
 
 The sample runs in a private trace instance (``instances/vfio_avic_<pid>_<n>`` under
 tracefs), which the kernel gives its own buffer, event switches and ``tracing_on``: the
-top-level tracing state is not touched at all, and the instance is removed at the end.
+top-level tracing settings are not written at all (6.1 still expands the top-level ring buffer
+from its boot-time placeholder when an event is enabled anywhere; nothing can undo that), and
+the instance is removed at the end.
 Kernels or hosts without instances fall back to the top-level buffer, and only when
 nobody uses it (nop tracer, no event enabled, empty buffer); it is emptied again at the end,
 so no event of the sample stays behind. Every tracefs file written
