@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 """Per-family kernel decisions the lab cannot run: Fedora/RHEL, Arch, openSUSE, Proxmox, Ubuntu.
 
-The commands come from roles/kernel/vars/<family>.yml, the decisions from avic_kernelplan; the
+The commands come from roles/kernel/vars/<family>.yml, the decisions from plan/kernel_select.py and plan/kernel_pin.py; the
 texts below are what the tools print on those systems (rpm, pacman, dpkg-query, apt-cache) and
 the configuration files they ship (pacman.conf, /etc/default/grub, os-release).
 """
