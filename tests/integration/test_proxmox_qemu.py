@@ -36,6 +36,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 import conftest  # noqa: E402,F401 pylint: disable=wrong-import-position,unused-import
 
 from ansible_collections.vfio.avic.plugins.module_utils.guests import proxmox as proxmox_guest  # noqa: E402
+from ansible_collections.vfio.avic.plugins.module_utils.guests import proxmox_fix  # noqa: E402
 
 QEMU = shutil.which('qemu-system-x86_64')
 pytestmark = pytest.mark.skipif(QEMU is None, reason='qemu-system-x86_64 is not installed (sudo make deps)')
@@ -121,9 +122,9 @@ def test_qemu_starts_with_the_fixed_arguments(name, host):
     qemu = qemu_version()
     facts = dict(HOSTS[host], qemu='%d.%d' % qemu)
     models = read('cpu-models.conf')
-    plan = proxmox_guest.fix_plan(read(name), facts, 8006, models)
+    plan = proxmox_fix.fix_plan(read(name), facts, 8006, models)
     if plan['cpu_model']:
-        models = proxmox_guest.merge_cpu_model(models, plan['cpu_model']['name'], plan['cpu_model']['text'])
+        models = proxmox_fix.merge_cpu_model(models, plan['cpu_model']['name'], plan['cpu_model']['text'])
     argv = proxmox_guest.proxmox_argv(plan['conf'], 8006, models, qemu=qemu)
     args = runnable(argv, machines())
     rc, err = start_and_quit(args)
