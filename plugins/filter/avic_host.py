@@ -86,7 +86,7 @@ def avic_host_state(facts, options, cmdline_args, reloaded=False, preflight=None
 
 
 def avic_host_reboot_guard(guests, libvirt_running=None, shutdown=False, container=None,
-                           check_mode=False):
+                           check_mode=False, shutdown_option=None):
     """proceed / shutdown / skip / report, from the guests read right before going down."""
     if guests is not None and not isinstance(guests, list):
         raise AnsibleFilterError('vfio.avic.avic_host_reboot_guard expects the guests list of '
@@ -94,7 +94,8 @@ def avic_host_reboot_guard(guests, libvirt_running=None, shutdown=False, contain
     if isinstance(libvirt_running, str):
         libvirt_running = [n.strip() for n in libvirt_running.splitlines() if n.strip()]
     return activation_plan.reboot_guard(list(guests or []), libvirt_running, bool(shutdown),
-                                        container or None, bool(check_mode))
+                                        container or None, bool(check_mode),
+                                        {'shutdown_guests': shutdown_option} if shutdown_option else None)
 
 
 class FilterModule(object):

@@ -140,3 +140,12 @@ def test_guest_report_calls_a_guest_of_an_intel_host_not_applicable():
     assert guest_entry({'item': {'name': 'ok'}, 'findings_after': []})['state'] == 'ready'
     assert guest_entry({'item': {'name': 'r'}, 'findings_after': [], 'restart_required': True})['state'] == \
         'restart_required'
+
+
+def test_reboot_guard_filter_names_the_shutdown_option_it_is_given():
+    from ansible_collections.vfio.avic.plugins.filter import avic_host as host_filters
+    guests = [{'pid': 41, 'name': 'win11', 'kvm': True}]
+    guard = host_filters.avic_host_reboot_guard(guests, 'win11\n', False, None, False,
+                                                'avic_host_shutdown_guests')
+    assert guard['action'] == 'skip'
+    assert 'set avic_host_shutdown_guests: true' in guard['reason']

@@ -146,3 +146,13 @@ def test_reboot_guard():
     assert activation_plan.reboot_guard(qemu, None, container='podman')['action'] == 'report'
     nolibvirt = activation_plan.reboot_guard(qemu[:1], None, shutdown=True)
     assert nolibvirt['action'] == 'shutdown' and nolibvirt['shutdown'] == ['win11']
+
+
+def test_reboot_guard_names_the_callers_shutdown_option():
+    qemu = [{'pid': 41, 'name': 'win11', 'kvm': True}]
+    plain = activation_plan.reboot_guard(qemu, ['win11'])
+    assert plain['reason'].endswith('set shutdown_guests: true to shut them down first')
+    named = activation_plan.reboot_guard(qemu, ['win11'],
+                                         option_names={'shutdown_guests': 'avic_kernel_shutdown_guests'})
+    assert 'set avic_kernel_shutdown_guests: true' in named['reason']
+    assert 'role' not in named['reason']

@@ -155,14 +155,16 @@ def guest_labels(guests):
                   for g in guests or [])
 
 
-def reboot_guard(guests, libvirt_running=None, shutdown=False, container=None, check_mode=False):
+def reboot_guard(guests, libvirt_running=None, shutdown=False, container=None, check_mode=False,
+                 option_names=None):
     """Whether a host may go down now, from the guests read right before: {action, shutdown,
     guests, reason}.
 
     ``guests`` are the QEMU processes (vfio_avic.guests), ``libvirt_running`` the names
     ``virsh list --state-running`` printed (None when virsh could not be asked). ``action`` is
     ``proceed`` (nothing runs), ``shutdown`` (shut ``shutdown`` down first: only libvirt domains,
-    by name), ``skip`` or ``report`` (check mode, container); ``reason`` says why.
+    by name), ``skip`` or ``report`` (check mode, container); ``reason`` says why, naming the
+    shutdown option as ``option_names['shutdown_guests']`` (the caller's name for it).
     """
     names = sorted(set(n for n in (libvirt_running or []) if n))
     known = set(names)
@@ -182,8 +184,8 @@ def reboot_guard(guests, libvirt_running=None, shutdown=False, container=None, c
         return {'action': 'proceed', 'shutdown': [], 'guests': [], 'reason': None}
     if not shutdown:
         return {'action': 'skip', 'shutdown': [], 'guests': labels,
-                'reason': 'guests are running (%s): reboot skipped; set the role\'s '
-                          '*_shutdown_guests: true to shut them down first' % ', '.join(labels)}
+                'reason': 'guests are running (%s): reboot skipped; set %s: true to shut them '
+                          'down first' % (', '.join(labels), say(option_names, 'shutdown_guests'))}
     if others:
         return {'action': 'skip', 'shutdown': [], 'guests': labels,
                 'reason': 'QEMU processes that libvirt does not manage are running (%s): they '
