@@ -15,6 +15,7 @@ import sys
 import pytest
 
 from ansible_collections.vfio.avic.plugins.module_utils.trace import tracefs as sampler
+from ansible_collections.vfio.avic.plugins.module_utils.trace import mounts as trace_mounts
 
 from conftest import COLLECTIONS
 
@@ -74,11 +75,11 @@ def test_find_tracefs_prefers_the_standard_mount_and_knows_debugfs(tmp_path):
     debug = tmp_path / 'debug'
     fake_tracefs(debug / 'tracing')
     mounts = ('tracefs %s tracefs rw 0 0\ndebugfs %s debugfs rw 0 0\n' % (trace, debug))
-    assert sampler.find_tracefs(mounts) == str(trace)
-    assert sampler.find_tracefs('debugfs %s debugfs rw 0 0\n' % debug) == str(debug / 'tracing')
-    assert sampler.find_tracefs('') in (None, sampler.DEFAULT_MOUNT_POINT)
-    assert sampler.find_tracefs(mounts, wanted=str(tmp_path / 'nope')) is None
-    assert sampler.parse_mounts('none /a\\040b tracefs rw 0 0\nshort\n') == [('/a b', 'tracefs')]
+    assert trace_mounts.find_tracefs(mounts) == str(trace)
+    assert trace_mounts.find_tracefs('debugfs %s debugfs rw 0 0\n' % debug) == str(debug / 'tracing')
+    assert trace_mounts.find_tracefs('') in (None, trace_mounts.DEFAULT_MOUNT_POINT)
+    assert trace_mounts.find_tracefs(mounts, wanted=str(tmp_path / 'nope')) is None
+    assert trace_mounts.parse_mounts('none /a\\040b tracefs rw 0 0\nshort\n') == [('/a b', 'tracefs')]
 
 
 def fallback_tracefs(root):

@@ -15,7 +15,7 @@ is recorded first by ``TraceState`` and written back in reverse order; ``TraceSe
 does that in ``close()``, which callers run in a ``finally`` block, also on signals.
 When tracefs is not mounted, it is mounted for the sample and unmounted afterwards.
 
-Nothing is written outside tracefs. sampler.py runs one sample with it; parsing and verdicts live in
+Nothing is written outside tracefs; mounts.py finds it. sampler.py runs one sample with it; parsing and verdicts live in
 events.py, inhibits.py and verdict.py, the /proc work
 (running guests, their threads, the KVM VM owners) in processes.py.
 """
@@ -31,10 +31,10 @@ import threading
 import time
 
 from ansible_collections.vfio.avic.plugins.module_utils.trace import events as trace_events
+from ansible_collections.vfio.avic.plugins.module_utils.trace.mounts import (
+    DEBUGFS_TRACING, DEFAULT_MOUNT_POINT, find_tracefs, is_tracefs_dir)
 from ansible_collections.vfio.avic.plugins.module_utils.trace import processes
 
-DEFAULT_MOUNT_POINT = '/sys/kernel/tracing'
-DEBUGFS_TRACING = '/sys/kernel/debug/tracing'
 INSTANCE_PREFIX = 'vfio_avic_'
 READ_CHUNK = 1 << 16
 _COUNTER = itertools.count(1)
@@ -42,40 +42,6 @@ _COUNTER = itertools.count(1)
 
 class TracefsError(Exception):
     """tracefs cannot be used for the sample (not available, or busy); says why."""
-
-
-def parse_mounts(text):
-    """[(mount point, fs type)] from /proc/mounts text."""
-    mounts = []
-    for line in (text or '').splitlines():
-        parts = line.split()
-        if len(parts) >= 3:
-            mounts.append((parts[1].replace('\\040', ' '), parts[2]))
-    return mounts
-
-
-def is_tracefs_dir(path):
-    return os.path.isdir(os.path.join(path, 'events')) and os.path.exists(os.path.join(path, 'tracing_on'))
-
-
-def find_tracefs(mounts_text, wanted=None):
-    """A mounted tracefs directory: ``wanted`` when given, else the first usable one.
-
-    tracefs mount points come first (``/sys/kernel/tracing`` before others), then the
-    tracing directory of a mounted debugfs. Returns None when none is usable.
-    """
-    mounts = parse_mounts(mounts_text)
-    if wanted:
-        return wanted if is_tracefs_dir(wanted) else None
-    candidates = [m for m, fstype in mounts if fstype == 'tracefs']
-    candidates.sort(key=lambda m: (m != DEFAULT_MOUNT_POINT, m))
-    for mount_point, fstype in mounts:
-        if fstype == 'debugfs':
-            candidates.append(os.path.join(mount_point, 'tracing'))
-    for path in candidates:
-        if is_tracefs_dir(path):
-            return path
-    return None
 
 
 def _read(path):
