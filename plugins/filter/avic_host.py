@@ -14,6 +14,7 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.vfio.avic.plugins.module_utils.plan import activation as activation_plan
 from ansible_collections.vfio.avic.plugins.module_utils.plan import cmdline as cmdline_plan
+from ansible_collections.vfio.avic.plugins.module_utils.plan import modprobe as modprobe_plan
 from ansible_collections.vfio.avic.plugins.module_utils.plan import preflight as preflight_plan
 from ansible_collections.vfio.avic.plugins.module_utils.plan.errors import PlanError
 
@@ -38,11 +39,15 @@ def _facts(value, name):
 
 def avic_host_preflight(facts, force_avic=False, allow_no_svm=False, allow_old_kernel=False,
                         refuse_known_issues=False, enabled=True, iommu_args=None, iommu_intr=None,
-                        cmdline_extra=None, cmdline_remove=None, boot_config='auto'):
+                        cmdline_extra=None, cmdline_remove=None, boot_config='auto',
+                        modprobe_path=None, nested=False, extra_options=None,
+                        comment_conflicts=False):
     """configure / report / stop, with reasons and warnings; ``cmdline_args`` the owned kernel
     arguments (``cmdline_remove`` checked against them, so that a bad list stops the role before
     it changes anything), ``cmdline_needed`` whether vfio.avic.avic_cmdline has anything to do,
-    ``status`` the host's state where the role stops or only reports here."""
+    ``modprobe`` what vfio.avic.avic_modprobe would return when the facts show ``modprobe_path``
+    already as wanted (None: the module runs), ``status`` the host's state where the role stops
+    or only reports here."""
     facts = _facts(facts, 'avic_host_preflight')
     try:
         result = preflight_plan.preflight(facts, bool(force_avic), bool(allow_no_svm),
@@ -50,8 +55,15 @@ def avic_host_preflight(facts, force_avic=False, allow_no_svm=False, allow_old_k
                                           bool(enabled), ROLE_NAMES)
         args = cmdline_plan.owned_args(iommu_args or [], iommu_intr or None, cmdline_extra or [])
         remove = cmdline_plan.removable_keys(cmdline_remove or [], args)
+        settled = None
+        if modprobe_path and result['action'] == 'configure':
+            options = modprobe_plan.wanted_options(bool(force_avic), bool(nested),
+                                                   extra_options or {}, bool(enabled))
+            settled = modprobe_plan.settled_from_facts(facts, modprobe_path, options,
+                                                       bool(comment_conflicts))
     except PlanError as exc:
         raise AnsibleFilterError(exc.render(ROLE_NAMES))
+    result['modprobe'] = settled
     result['cmdline_args'] = args
     result['cmdline_needed'] = cmdline_plan.edit_needed(facts, args, remove, boot_config or 'auto')
     result['status'] = activation_plan.final_state(facts, [], [], preflight_result=result) \

@@ -97,6 +97,8 @@ def _modprobe(reader):
     files = [(path, reader.read(path, '')) for path in paths]
     result = modprobe_parse.parse_modprobe(files)
     result['read'] = paths
+    mention = set(result['files'])
+    result['texts'] = dict((path, text) for path, text in files if path in mention)
     return result
 
 

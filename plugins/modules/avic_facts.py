@@ -149,7 +149,9 @@ ansible_facts:
         modprobe:
           description: >-
             kvm_amd options configured in modprobe.d (C(options), C(sources) per option,
-            C(files) and C(lines) that mention kvm_amd, C(blacklisted), C(read)).
+            C(files) and C(lines) that mention kvm_amd, C(blacklisted), C(read)), and
+            C(texts), the text of each file that mentions kvm_amd (path to text), from which
+            the host role sees that its managed file is already as wanted.
           type: dict
         cmdline:
           description: Kernel command line.

@@ -140,7 +140,6 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vfio.avic.plugins.module_utils.parse import modprobe as modprobe_parse
-from ansible_collections.vfio.avic.plugins.module_utils.plan import activation as activation_plan
 from ansible_collections.vfio.avic.plugins.module_utils.plan import modprobe as modprobe_plan
 from ansible_collections.vfio.avic.plugins.module_utils.plan.errors import PlanError
 from ansible_collections.vfio.avic.plugins.module_utils.hostfs import HostFiles
@@ -186,11 +185,9 @@ def run(module):
             found = modprobe_plan.conflicts(ordered(), params['path'], options)
         elif commented:
             found = [c for c in found if c['path'] not in commented or not c['option']]
-    reload = activation_plan.reload_plan(modprobe_parse.loaded_module(files), options)
-    result = dict(changed=bool(changes), path=params['path'], options=dict(options),
-                  conflicts=found, commented=commented, backups=files.backups,
-                  reload_required=reload['required'], loaded=reload['loaded'],
-                  reload_differs=reload['differs'])
+    result = modprobe_plan.outcome(params['path'], options, found,
+                                   modprobe_parse.loaded_module(files), changes, commented,
+                                   files.backups)
     if module._diff:
         result['diff'] = [c['diff'] for c in changes]
     return result

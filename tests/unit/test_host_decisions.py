@@ -11,10 +11,12 @@ __metaclass__ = type
 import json
 
 import pytest
+from ansible.errors import AnsibleFilterError
 
 from ansible_collections.vfio.avic.plugins.filter import avic_host as host_filters
 from ansible_collections.vfio.avic.plugins.module_utils import gather as gather_facts
 from ansible_collections.vfio.avic.plugins.module_utils.plan import activation as activation_plan
+from ansible_collections.vfio.avic.plugins.module_utils.plan import modprobe as modprobe_plan
 
 from conftest import run_ansible_module, write_host_tree
 
@@ -102,3 +104,71 @@ def test_state_reasons_carry_what_happened_in_the_roles_order(tmp_path):
         'guests are running (db, win11): reboot skipped', 'a note', 'check mode: nothing was changed']
     quiet = host_filters.avic_host_state(facts, opts, ARGS, next_boot=None, events={'reload_guests': []})
     assert quiet['reasons'] == host_filters.avic_host_state(facts, opts, ARGS, next_boot=None)['reasons']
+
+
+MANAGED = '/etc/modprobe.d/vfio-avic-kvm_amd.conf'
+WANTED = modprobe_plan.wanted_options()
+CONFLICTS = {'/etc/modprobe.d/zz-local.conf': 'options kvm_amd avic=0\n',
+             '/lib/modprobe.d/aa-vendor.conf': 'options kvm_amd nested=1 avic=0\n',
+             '/etc/modprobe.d/other.conf': 'options kvm_intel nested=1\n'}
+
+
+@pytest.mark.parametrize('extra, params, comment', [
+    ({}, {'avic': 'N', 'npt': 'Y', 'nested': '0'}, False),
+    ({}, {'avic': 'Y', 'npt': 'Y', 'nested': '0'}, False),
+    ({}, None, False),
+    (CONFLICTS, {'avic': 'Y', 'npt': 'Y', 'nested': '0'}, False),
+    ({'/usr/lib/modprobe.d/vendor.conf': 'options kvm_amd avic=0\n'}, None, True),
+], ids=['reload-needed', 'active', 'not-loaded', 'conflicts-reported', 'conflict-outside-etc'])
+def test_the_facts_decide_what_avic_modprobe_returns_when_the_file_is_as_wanted(tmp_path, extra, params,
+                                                                                 comment):
+    files = dict(extra, **{MANAGED: modprobe_plan.modprobe_text(WANTED)})
+    root = write_host_tree(tmp_path, cpuinfo_name='zen4_epyc_9654.txt', params=params, files=files)
+    facts = gather_facts.gather(root=str(root))
+    settled = modprobe_plan.settled_from_facts(facts, MANAGED, WANTED, comment, root=str(root))
+    result = module('avic_modprobe', root, comment_conflicts=comment)
+    assert result['changed'] is False
+    assert settled is not None
+    for key in ('changed', 'path', 'options', 'conflicts', 'commented', 'backups', 'reload_required',
+                'loaded', 'reload_differs'):
+        assert settled[key] == result[key], key
+
+
+@pytest.mark.parametrize('managed, comment', [
+    (None, False),
+    ('options kvm_amd avic=1 npt=1 nested=0\n', False),
+    (modprobe_plan.modprobe_text(WANTED) + '# a line of mine\n', False),
+    (modprobe_plan.modprobe_text(WANTED), True),
+], ids=['absent', 'other-text', 'edited', 'conflict-to-comment'])
+def test_the_module_runs_whenever_it_may_write(tmp_path, managed, comment):
+    files = dict(CONFLICTS)
+    if managed is not None:
+        files[MANAGED] = managed
+    root = write_host_tree(tmp_path, cpuinfo_name='zen4_epyc_9654.txt', files=files)
+    facts = gather_facts.gather(root=str(root))
+    assert modprobe_plan.settled_from_facts(facts, MANAGED, WANTED, comment, root=str(root)) is None
+    assert module('avic_modprobe', root, '--check', comment_conflicts=comment)['changed'] is True
+
+
+def test_facts_read_elsewhere_or_without_texts_decide_nothing(tmp_path):
+    root = write_host_tree(tmp_path, cpuinfo_name='zen4_epyc_9654.txt',
+                           files={MANAGED: modprobe_plan.modprobe_text(WANTED)})
+    facts = gather_facts.gather(root=str(root))
+    assert facts['modprobe']['texts'] == {MANAGED: modprobe_plan.modprobe_text(WANTED)}
+    assert modprobe_plan.settled_from_facts(facts, MANAGED, WANTED) is None  # read at root, not /
+    older = dict(facts, modprobe=dict(facts['modprobe'], texts=None))
+    assert modprobe_plan.settled_from_facts(older, MANAGED, WANTED, root=str(root)) is None
+
+
+def test_preflight_filter_carries_the_settled_modprobe_result_only_when_configuring(tmp_path):
+    root = write_host_tree(tmp_path, cpuinfo_name='zen4_epyc_9654.txt',
+                           params={'avic': 'Y', 'npt': 'Y', 'nested': '0'},
+                           files={MANAGED: modprobe_plan.modprobe_text(WANTED)})
+    facts = dict(gather_facts.gather(root=str(root)), root='/')
+    plan = host_filters.avic_host_preflight(facts, modprobe_path=MANAGED)
+    assert plan['action'] == 'configure'
+    assert plan['modprobe']['changed'] is False and plan['modprobe']['reload_required'] is False
+    assert host_filters.avic_host_preflight(facts, modprobe_path=MANAGED, nested=True)['modprobe'] is None
+    assert host_filters.avic_host_preflight(facts)['modprobe'] is None
+    with pytest.raises(AnsibleFilterError, match='avic_host_extra_options'):
+        host_filters.avic_host_preflight(facts, modprobe_path=MANAGED, extra_options={'avic': 0})

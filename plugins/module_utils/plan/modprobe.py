@@ -3,7 +3,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The kvm_amd options the host gets: wanted_options(), the managed file (modprobe_text()),
 the other modprobe.d files that fight it (conflicts()) and their lines commented out
-(comment_conflicts()) (stdlib only)."""
+(comment_conflicts()); what vfio.avic.avic_modprobe returns (outcome()), also decided from the
+facts alone when they show the file is already as wanted (settled_from_facts()) (stdlib only)."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -12,6 +13,7 @@ __metaclass__ = type
 import re
 
 from ansible_collections.vfio.avic.plugins.module_utils.parse import modprobe as modprobe_parse
+from ansible_collections.vfio.avic.plugins.module_utils.plan import activation as activation_plan
 from ansible_collections.vfio.avic.plugins.module_utils.plan.errors import PlanError
 from ansible_collections.vfio.avic.plugins.module_utils.plan.preflight import contradiction
 
@@ -135,3 +137,37 @@ def comment_conflicts(text, keys):
         group = []
     out.extend(group)
     return ''.join(out)
+
+
+def outcome(path, options, found, kvm_amd, changed=False, commented=(), backups=()):
+    """The result of vfio.avic.avic_modprobe: the managed ``path``, the ``options`` it holds, the
+    conflicts ``found``, and whether the running module (``kvm_amd`` {loaded, parameters}) must
+    be reloaded to take them (activation.reload_plan())."""
+    reload = activation_plan.reload_plan(kvm_amd, options)
+    return dict(changed=bool(changed), path=path, options=dict(options), conflicts=list(found),
+                commented=list(commented), backups=list(backups),
+                reload_required=reload['required'], loaded=reload['loaded'],
+                reload_differs=reload['differs'])
+
+
+def settled_from_facts(facts, path, options, comment=False, root='/'):
+    """What vfio.avic.avic_modprobe would return without changing anything, decided from the
+    vfio_avic fact, or None when the module must run.
+
+    None unless the facts were read at ``root`` (where the module would write) and show ``path``
+    holding exactly modprobe_text(``options``) (the texts of the modprobe.d files that mention
+    kvm_amd, in kmod's order); with ``comment``, also None while a conflicting option in /etc
+    could be commented out. The conflicts are those the module finds: files that do not mention kvm_amd
+    cannot conflict.
+    """
+    modprobe = (facts or {}).get('modprobe') or {}
+    texts = modprobe.get('texts')
+    if (facts or {}).get('root', '/') != root or not isinstance(texts, dict):
+        return None
+    if texts.get(path) != modprobe_text(options):
+        return None
+    files = [(p, texts[p]) for p in modprobe.get('read') or [] if p in texts]
+    found = conflicts(files, path, options)
+    if comment and any(c['option'] and c['path'].startswith('/etc/') for c in found):
+        return None
+    return outcome(path, options, found, facts.get('kvm_amd'))
