@@ -120,8 +120,7 @@ CONFLICTS = {'/etc/modprobe.d/zz-local.conf': 'options kvm_amd avic=0\n',
     (CONFLICTS, {'avic': 'Y', 'npt': 'Y', 'nested': '0'}, False),
     ({'/usr/lib/modprobe.d/vendor.conf': 'options kvm_amd avic=0\n'}, None, True),
 ], ids=['reload-needed', 'active', 'not-loaded', 'conflicts-reported', 'conflict-outside-etc'])
-def test_the_facts_decide_what_avic_modprobe_returns_when_the_file_is_as_wanted(tmp_path, extra, params,
-                                                                                 comment):
+def test_the_facts_decide_what_avic_modprobe_returns_when_the_file_is_as_wanted(tmp_path, extra, params, comment):
     files = dict(extra, **{MANAGED: modprobe_plan.modprobe_text(WANTED)})
     root = write_host_tree(tmp_path, cpuinfo_name='zen4_epyc_9654.txt', params=params, files=files)
     facts = gather_facts.gather(root=str(root))
