@@ -21,6 +21,7 @@ EXPECTED = {
     'clean_windows.xml': ([], []),
     'clean_windows_hv_avic.xml': ([], []),
     'x2apic_exposed.xml': (['x2apic_exposed'], []),
+    'linux_defaults.xml': (['pit_reinject', 'svm_exposed', 'x2apic_exposed'], ['pit_reinject', 'svm_exposed']),
     'svm_exposed.xml': (['svm_exposed'], ['svm_exposed']),
     'pit_reinject.xml': (['pit_reinject'], ['pit_reinject']),
     'pit_missing.xml': (['pit_reinject'], ['pit_reinject']),
