@@ -26,7 +26,7 @@ ROLE_NAMES = {
     'refuse_known_issues': 'avic_host_refuse_known_issues',
     'args': 'avic_host_iommu_args / avic_host_cmdline_extra', 'iommu_intr': 'avic_host_iommu_intr',
     'remove': 'avic_host_cmdline_remove', 'boot_config': 'avic_host_boot_config',
-    'cmdline_extra': 'avic_host_cmdline_extra',
+    'cmdline_extra': 'avic_host_cmdline_extra', 'path': 'avic_host_modprobe_path',
 }
 
 

@@ -149,12 +149,10 @@ def run(module):
     params = module.params
     files = HostFiles(module, params['root'])
     path = params['path']
-    if os.path.dirname(path) != modprobe_parse.MODPROBE_DIRS[0] or os.path.normpath(path) != path:
-        module.fail_json(msg='path must be a file directly in %s/ (got %s): /run/modprobe.d is gone '
-                             'at the next boot, /lib and /usr/lib belong to packages, and kmod '
-                             'reads no other directory' % (modprobe_parse.MODPROBE_DIRS[0], path))
-    if not path.endswith('.conf') or path == modprobe_parse.MODPROBE_DIRS[0] + '/.conf':
-        module.fail_json(msg='path must end in .conf (got %s): kmod ignores other names' % path)
+    try:
+        modprobe_plan.check_managed_path(path)
+    except PlanError as exc:
+        module.fail_json(msg=str(exc))  # the field is this module's option
     try:
         options = modprobe_plan.wanted_options(params['force_avic'], params['nested'],
                                                params['extra_options'], params['avic'])

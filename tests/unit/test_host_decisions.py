@@ -171,3 +171,15 @@ def test_preflight_filter_carries_the_settled_modprobe_result_only_when_configur
     assert host_filters.avic_host_preflight(facts)['modprobe'] is None
     with pytest.raises(AnsibleFilterError, match='avic_host_extra_options'):
         host_filters.avic_host_preflight(facts, modprobe_path=MANAGED, extra_options={'avic': 0})
+
+
+def test_a_managed_path_kmod_would_not_read_is_refused_before_the_facts_decide(tmp_path):
+    vendor = '/lib/modprobe.d/vfio-avic-kvm_amd.conf'
+    root = write_host_tree(tmp_path, cpuinfo_name='zen4_epyc_9654.txt',
+                           files={vendor: modprobe_plan.modprobe_text(WANTED)})
+    facts = dict(gather_facts.gather(root=str(root)), root='/')
+    assert vendor in facts['modprobe']['texts']
+    with pytest.raises(AnsibleFilterError, match='avic_host_modprobe_path must be a file directly in /etc/modprobe.d/'):
+        host_filters.avic_host_preflight(facts, modprobe_path=vendor)
+    status, result = run_ansible_module('vfio.avic.avic_modprobe', json.dumps({'root': str(root), 'path': vendor}))
+    assert 'FAILED' in status and result['msg'].startswith('path must be a file directly in /etc/modprobe.d/')

@@ -10,6 +10,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
 import re
 
 from ansible_collections.vfio.avic.plugins.module_utils.parse import modprobe as modprobe_parse
@@ -66,6 +67,17 @@ def wanted_options(force_avic=False, nested=False, extra=None, avic=True):
                             'does not take (no spaces or quotes)' % (text, key), ('extra_options',))
         options = [(k, v) for k, v in options if k != key] + [(key, text)]
     return options
+
+
+def check_managed_path(path):
+    """Refuse a managed file kmod would not read at the next boot: PlanError naming {path}."""
+    directory = modprobe_parse.MODPROBE_DIRS[0]
+    if not path or os.path.dirname(path) != directory or os.path.normpath(path) != path:
+        raise PlanError('{path} must be a file directly in %s/ (got %s): /run/modprobe.d is gone at '
+                        'the next boot, /lib and /usr/lib belong to packages, and kmod reads no '
+                        'other directory' % (directory, path), ('path',))
+    if not path.endswith('.conf') or path == directory + '/.conf':
+        raise PlanError('{path} must end in .conf (got %s): kmod ignores other names' % path, ('path',))
 
 
 def modprobe_text(options):
@@ -154,12 +166,14 @@ def settled_from_facts(facts, path, options, comment=False, root='/'):
     """What vfio.avic.avic_modprobe would return without changing anything, decided from the
     vfio_avic fact, or None when the module must run.
 
-    None unless the facts were read at ``root`` (where the module would write) and show ``path``
-    holding exactly modprobe_text(``options``) (the texts of the modprobe.d files that mention
-    kvm_amd, in kmod's order); with ``comment``, also None while a conflicting option in /etc
-    could be commented out. The conflicts are those the module finds: files that do not mention kvm_amd
-    cannot conflict.
+    ``path`` is checked first (check_managed_path(), as the module checks it). None unless the
+    facts were read at ``root`` (where the module would write) and show ``path`` holding exactly
+    modprobe_text(``options``) (the texts of the modprobe.d files that mention kvm_amd, in kmod's
+    order); with ``comment``, also None while a conflicting option in /etc could be commented
+    out. The conflicts are those the module finds: files that do not mention kvm_amd cannot
+    conflict.
     """
+    check_managed_path(path)
     modprobe = (facts or {}).get('modprobe') or {}
     texts = modprobe.get('texts')
     if (facts or {}).get('root', '/') != root or not isinstance(texts, dict):

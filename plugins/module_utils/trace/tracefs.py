@@ -15,9 +15,9 @@ is recorded first by ``TraceState`` and written back in reverse order; ``TraceSe
 does that in ``close()``, which callers run in a ``finally`` block, also on signals.
 When tracefs is not mounted, it is mounted for the sample and unmounted afterwards.
 
-Nothing is written outside tracefs; mounts.py finds it. sampler.py runs one sample with it; parsing and verdicts live in
-events.py, inhibits.py and verdict.py, the /proc work
-(running guests, their threads, the KVM VM owners) in processes.py.
+Nothing is written outside tracefs; mounts.py finds it. sampler.py runs one sample with it;
+parsing and verdicts live in events.py, inhibits.py and verdict.py, the /proc work (running
+guests, their threads, the KVM VM owners) in processes.py.
 """
 
 from __future__ import absolute_import, division, print_function
