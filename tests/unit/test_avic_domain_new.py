@@ -10,7 +10,7 @@ import pytest
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.vfio.avic.plugins.filter.avic_guest import avic_domain_xml, avic_guest_report
+from ansible_collections.vfio.avic.plugins.filter.__roles import domain_xml, guest_report
 from ansible_collections.vfio.avic.plugins.module_utils.libvirt import domain_fix
 from ansible_collections.vfio.avic.plugins.module_utils.libvirt import domain_new as new
 
@@ -58,7 +58,7 @@ def test_bad_specs_name_the_field(spec, message):
     with pytest.raises(new.SpecError, match=message):
         new.build(spec)
     with pytest.raises(AnsibleFilterError, match='avic_guest_new'):
-        avic_domain_xml(spec)
+        domain_xml(spec)
 
 
 def test_guest_report_states():
@@ -72,13 +72,13 @@ def test_guest_report_states():
         {'item': {'name': 'd'}, 'failed': True, 'msg': 'domain d is not defined'},
         {'item': {'name': 'e'}, 'skipped': True},
     ]
-    report = avic_guest_report(results)
+    report = guest_report(results)
     assert [(g['name'], g['state']) for g in report] == [
         ('a', 'ready'), ('b', 'restart_required'), ('c', 'inhibited'), ('d', 'error')]
     assert report[0]['line'] == 'a: ready (fixed pit_reinject)' and report[0]['backup'] == '/b/a.xml'
     assert report[2]['line'] == 'c: inhibited; still inhibited by sev_guest'
     with pytest.raises(AnsibleFilterError, match='results list'):
-        avic_guest_report({'results': []})
+        guest_report({'results': []})
 
 
 @pytest.mark.parametrize('index, dev', [(0, 'vda'), (25, 'vdz'), (26, 'vdaa'), (27, 'vdab'), (51, 'vdaz'),

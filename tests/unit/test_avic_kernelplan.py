@@ -6,7 +6,7 @@ __metaclass__ = type
 
 import pytest
 
-from ansible_collections.vfio.avic.plugins.filter import avic_kernel as kernel_filters
+from ansible_collections.vfio.avic.plugins.filter import __roles as role_filters
 from ansible_collections.vfio.avic.plugins.module_utils.plan import default_entry as de
 from ansible_collections.vfio.avic.plugins.module_utils.plan import kernel_pin
 from ansible_collections.vfio.avic.plugins.module_utils.plan import kernel_select as kp
@@ -28,13 +28,13 @@ def test_unknown_family_and_mode_and_version_are_named():
         kp.packages('debian', 'newest')
     assert exc.value.field == 'mode'
     with pytest.raises(kp.PlanError, match='^avic_kernel_mode must be one of'):
-        kp.packages('debian', 'newest', names=kernel_filters.ROLE_VARIABLES)
+        kp.packages('debian', 'newest', names=role_filters.KERNEL_ROLE_NAMES)
     for bad in ('banana', '6', '6.1 extra', '', None, '6.1.0-26-amd64;rm'):
         with pytest.raises(kp.PlanError, match='^version .* is not a kernel version') as exc:
             kp.check_version_string(bad)
         assert exc.value.field == 'version'
         with pytest.raises(kp.PlanError, match='^avic_kernel_version .* is not a kernel version'):
-            kp.check_version_string(bad, kernel_filters.ROLE_VARIABLES)
+            kp.check_version_string(bad, role_filters.KERNEL_ROLE_NAMES)
 
 
 @pytest.mark.parametrize('dist, mode, version, running, flavour, want', [
@@ -90,7 +90,7 @@ def test_validate_refuses_below_the_minimum_and_warns_on_known_issues():
     old = kp.validate('4.19.0-27-amd64')
     assert not old['ok'] and 'set allow_old: true' in old['refusals'][0]
     assert 'set avic_kernel_allow_old: true' in \
-        kp.validate('4.19.0-27-amd64', names=kernel_filters.ROLE_VARIABLES)['refusals'][0]
+        kp.validate('4.19.0-27-amd64', names=role_filters.KERNEL_ROLE_NAMES)['refusals'][0]
     assert kp.validate('4.19.0-27-amd64', allow_old=True)['ok']
     known = kp.validate('5.6.5')
     assert known['ok'] and known['warnings']
@@ -100,7 +100,7 @@ def test_validate_refuses_below_the_minimum_and_warns_on_known_issues():
         kp.validate('6.1.0', minimum='six')
     assert exc.value.field == 'minimum'
     with pytest.raises(kp.PlanError, match='^avic_kernel_min_version or the wanted kernel'):
-        kp.validate('6.1.0', minimum='six', names=kernel_filters.ROLE_VARIABLES)
+        kp.validate('6.1.0', minimum='six', names=role_filters.KERNEL_ROLE_NAMES)
 
 
 def test_newest_orders_distribution_releases():
@@ -152,4 +152,4 @@ def test_keep_plan_is_the_module_decision_of_mode_keep():
     documented = set(yaml.safe_load(avic_kernel_select.RETURN))
     assert set(from_facts) == documented
     with pytest.raises(kp.PlanError, match='set avic_kernel_allow_old: true'):
-        kp.keep_plan(dict(facts, kernel='4.19.0-27-amd64'), names=kernel_filters.ROLE_VARIABLES)
+        kp.keep_plan(dict(facts, kernel='4.19.0-27-amd64'), names=role_filters.KERNEL_ROLE_NAMES)

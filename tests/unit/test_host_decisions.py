@@ -13,7 +13,7 @@ import json
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.vfio.avic.plugins.filter import avic_host as host_filters
+from ansible_collections.vfio.avic.plugins.filter import __roles as role_filters
 from ansible_collections.vfio.avic.plugins.module_utils import gather as gather_facts
 from ansible_collections.vfio.avic.plugins.module_utils.plan import activation as activation_plan
 from ansible_collections.vfio.avic.plugins.module_utils.plan import modprobe as modprobe_plan
@@ -80,13 +80,13 @@ def test_preflight_filter_gives_the_state_where_the_role_stops_or_reports(tmp_pa
     (tmp_path / 'a').mkdir()
     (tmp_path / 'b').mkdir()
     hidden = gather_facts.gather(root=write_host_tree(tmp_path / 'a', cpuinfo_name='zen3_ryzen_5950x.txt'))
-    stop = host_filters.avic_host_preflight(hidden, iommu_args=['iommu=pt'])
+    stop = role_filters.host_preflight(hidden, iommu_args=['iommu=pt'])
     assert stop['action'] == 'stop' and stop['status']['state'] == 'failed'
     assert stop['status']['reasons'] == stop['reasons'] and 'avic_host_force_avic: true' in stop['reasons'][0]
     intel = gather_facts.gather(root=write_host_tree(tmp_path / 'b', cpuinfo_name='intel_xeon_gold_6338.txt'))
-    report = host_filters.avic_host_preflight(intel)
+    report = role_filters.host_preflight(intel)
     assert report['action'] == 'report' and report['status']['state'] == 'unsupported'
-    assert host_filters.avic_host_preflight(hidden, force_avic=True)['status'] is None
+    assert role_filters.host_preflight(hidden, force_avic=True)['status'] is None
 
 
 def test_state_reasons_carry_what_happened_in_the_roles_order(tmp_path):
@@ -97,13 +97,13 @@ def test_state_reasons_carry_what_happened_in_the_roles_order(tmp_path):
     events = {'reload_error': 'FATAL: Module kvm_amd is in use.', 'reload_guests': ['win11', 'db'],
               'reboot_skipped': 'guests are running (db, win11): reboot skipped', 'notes': ['a note'],
               'check_mode': True}
-    state = host_filters.avic_host_state(facts, opts, ARGS, next_boot=None, events=events)
+    state = role_filters.host_state(facts, opts, ARGS, next_boot=None, events=events)
     assert state['state'] == 'pending_reload'
     assert state['reasons'][-5:] == [
         'FATAL: Module kvm_amd is in use.', 'guests are running (win11, db): kvm_amd was not reloaded',
         'guests are running (db, win11): reboot skipped', 'a note', 'check mode: nothing was changed']
-    quiet = host_filters.avic_host_state(facts, opts, ARGS, next_boot=None, events={'reload_guests': []})
-    assert quiet['reasons'] == host_filters.avic_host_state(facts, opts, ARGS, next_boot=None)['reasons']
+    quiet = role_filters.host_state(facts, opts, ARGS, next_boot=None, events={'reload_guests': []})
+    assert quiet['reasons'] == role_filters.host_state(facts, opts, ARGS, next_boot=None)['reasons']
 
 
 MANAGED = '/etc/modprobe.d/vfio-avic-kvm_amd.conf'
@@ -164,13 +164,13 @@ def test_preflight_filter_carries_the_settled_modprobe_result_only_when_configur
                            params={'avic': 'Y', 'npt': 'Y', 'nested': '0'},
                            files={MANAGED: modprobe_plan.modprobe_text(WANTED)})
     facts = dict(gather_facts.gather(root=str(root)), root='/')
-    plan = host_filters.avic_host_preflight(facts, modprobe_path=MANAGED)
+    plan = role_filters.host_preflight(facts, modprobe_path=MANAGED)
     assert plan['action'] == 'configure'
     assert plan['modprobe']['changed'] is False and plan['modprobe']['reload_required'] is False
-    assert host_filters.avic_host_preflight(facts, modprobe_path=MANAGED, nested=True)['modprobe'] is None
-    assert host_filters.avic_host_preflight(facts)['modprobe'] is None
+    assert role_filters.host_preflight(facts, modprobe_path=MANAGED, nested=True)['modprobe'] is None
+    assert role_filters.host_preflight(facts)['modprobe'] is None
     with pytest.raises(AnsibleFilterError, match='avic_host_extra_options'):
-        host_filters.avic_host_preflight(facts, modprobe_path=MANAGED, extra_options={'avic': 0})
+        role_filters.host_preflight(facts, modprobe_path=MANAGED, extra_options={'avic': 0})
 
 
 def test_a_managed_path_kmod_would_not_read_is_refused_before_the_facts_decide(tmp_path):
@@ -180,6 +180,6 @@ def test_a_managed_path_kmod_would_not_read_is_refused_before_the_facts_decide(t
     facts = dict(gather_facts.gather(root=str(root)), root='/')
     assert vendor in facts['modprobe']['texts']
     with pytest.raises(AnsibleFilterError, match='avic_host_modprobe_path must be a file directly in /etc/modprobe.d/'):
-        host_filters.avic_host_preflight(facts, modprobe_path=vendor)
+        role_filters.host_preflight(facts, modprobe_path=vendor)
     status, result = run_ansible_module('vfio.avic.avic_modprobe', json.dumps({'root': str(root), 'path': vendor}))
     assert 'FAILED' in status and result['msg'].startswith('path must be a file directly in /etc/modprobe.d/')

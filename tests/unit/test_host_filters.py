@@ -20,7 +20,7 @@ ARGS = ['amd_iommu=on', 'iommu=pt']
 
 
 def test_cmdline_edit_needed_runs_the_module_where_the_facts_cannot_tell():
-    from ansible_collections.vfio.avic.plugins.filter import avic_host as host_filters
+    from ansible_collections.vfio.avic.plugins.filter import __roles as role_filters
     done = {'cpu': {}, 'cmdline': 'root=/dev/sda1 amd_iommu=on iommu=pt',
             'boot_cmdline': {'target': 'grub', 'value': 'quiet amd_iommu=on iommu=pt'}}
     assert cmdline_plan.edit_needed(done, ARGS) is False
@@ -36,19 +36,19 @@ def test_cmdline_edit_needed_runs_the_module_where_the_facts_cannot_tell():
 
 
 def test_state_filter_takes_the_module_result_as_the_next_boot(tmp_path):
-    from ansible_collections.vfio.avic.plugins.filter import avic_host as host_filters
+    from ansible_collections.vfio.avic.plugins.filter import __roles as role_filters
     facts = facts_for(tmp_path, 'zen4_epyc_9654.txt', params={'avic': 'Y', 'npt': 'Y', 'nested': '0'})
     opts = {'avic': '1', 'npt': '1', 'nested': '0'}
     edited = {'changed': True, 'target': 'grub', 'next_boot': 'quiet amd_iommu=on iommu=pt', 'notes': []}
-    state = host_filters.avic_host_state(facts, opts, ARGS, next_boot=edited)
+    state = role_filters.host_state(facts, opts, ARGS, next_boot=edited)
     assert state['state'] == 'pending_reboot' and state['reboot_needed'] is True
     skipped = {'changed': False, 'target': 'none', 'next_boot': None}
-    none = host_filters.avic_host_state(facts, opts, ARGS, next_boot=skipped)
+    none = role_filters.host_state(facts, opts, ARGS, next_boot=skipped)
     assert none['state'] == 'active' and none['reboot_needed'] is False
     assert 'boot config none' in none['reasons'][0]
     # a skipped avic_cmdline task: the facts' configured line decides, as without a result
-    assert host_filters.avic_host_state(facts, opts, ARGS, next_boot={'skipped': True, 'changed': False}) == \
-        host_filters.avic_host_state(facts, opts, ARGS)
+    assert role_filters.host_state(facts, opts, ARGS, next_boot={'skipped': True, 'changed': False}) == \
+        role_filters.host_state(facts, opts, ARGS)
 
 
 GRUB_MAIN = 'GRUB_CMDLINE_LINUX="root=/dev/vda1 ro"\nGRUB_CMDLINE_LINUX_DEFAULT="%s"\n'
@@ -81,7 +81,7 @@ SKIP_CASES = [
 
 @pytest.mark.parametrize('name,files,remove,needed', SKIP_CASES, ids=[c[0] for c in SKIP_CASES])
 def test_cmdline_edit_needed_agrees_with_the_module_in_check_mode(tmp_path, name, files, remove, needed):
-    from ansible_collections.vfio.avic.plugins.filter import avic_host as host_filters
+    from ansible_collections.vfio.avic.plugins.filter import __roles as role_filters
     from conftest import run_module_direct
     root = write_host_tree(tmp_path, cpuinfo_name='zen4_epyc_9654.txt', files=files)
     facts = gather_facts.gather(root=root)
@@ -96,7 +96,7 @@ def test_cmdline_edit_needed_agrees_with_the_module_in_check_mode(tmp_path, name
 
 
 def test_cmdline_edit_needed_on_proxmox_only_without_the_esp_modes(tmp_path):
-    from ansible_collections.vfio.avic.plugins.filter import avic_host as host_filters
+    from ansible_collections.vfio.avic.plugins.filter import __roles as role_filters
     root = write_host_tree(tmp_path, cpuinfo_name='zen4_epyc_9654.txt', files={
         '/etc/kernel/proxmox-boot-uuids': '6E4D-1A2B\n', '/usr/sbin/proxmox-boot-tool': '',
         '/sys/firmware/efi/.keep': '', '/etc/default/grub': GRUB_MAIN % 'quiet',

@@ -14,7 +14,7 @@ import os
 import pytest
 import yaml
 
-from ansible_collections.vfio.avic.plugins.filter import avic_kernel as kernel_filters
+from ansible_collections.vfio.avic.plugins.filter import __roles as role_filters
 from ansible_collections.vfio.avic.plugins.module_utils.parse import os_release as os_release_file
 from ansible_collections.vfio.avic.plugins.module_utils.parse import packages as pk
 from ansible_collections.vfio.avic.plugins.module_utils.plan import default_entry as de
@@ -385,7 +385,7 @@ def test_resolve_fails_clearly():
     with pytest.raises(kp.PlanError, match='set allow_old: true'):
         kp.resolve(selected('RedHat', 'centos'), EL7_RPM_FILES)
     with pytest.raises(kp.PlanError, match='set avic_kernel_allow_old: true'):
-        kp.resolve(selected('RedHat', 'centos'), EL7_RPM_FILES, names=kernel_filters.ROLE_VARIABLES)
+        kp.resolve(selected('RedHat', 'centos'), EL7_RPM_FILES, names=role_filters.KERNEL_ROLE_NAMES)
     assert kp.resolve(selected('RedHat', 'centos'), EL7_RPM_FILES, allow_old=True)['target'] == \
         '3.10.0-1160.119.1.el7.x86_64'
 
@@ -839,7 +839,7 @@ def test_pacman_conf_without_options_is_refused():
         kernel_pin.ignorepkg_merge('[core]\nInclude = /etc/pacman.d/mirrorlist\n', NAMES)
     assert exc.value.field == 'pin'
     with pytest.raises(kernel_pin.PinError, match='set avic_kernel_pin: false'):
-        kernel_pin.ignorepkg_merge('[core]\n', NAMES, kernel_filters.ROLE_VARIABLES['pin'])
+        kernel_pin.ignorepkg_merge('[core]\n', NAMES, role_filters.KERNEL_ROLE_NAMES['pin'])
 
 
 def test_the_module_merges_pacman_conf(tmp_path):
@@ -863,5 +863,5 @@ def test_the_module_merges_pacman_conf(tmp_path):
 
 def test_filters_are_registered():
     # avic_kernel_resolve and avic_kernel_ignorepkg were removed (changelog: breaking_changes);
-    # avic_kernel_select returns those decisions
-    assert set(kernel_filters.FilterModule().filters()) == {'avic_kernel_keep_plan'}
+    # avic_kernel_select returns those decisions; the keep plan is the one kernel filter, internal
+    assert [n for n in role_filters.FilterModule().filters() if n.startswith('_kernel')] == ['_kernel_keep_plan']

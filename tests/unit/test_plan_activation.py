@@ -12,7 +12,7 @@ from ansible_collections.vfio.avic.plugins.module_utils.plan import modprobe as 
 from ansible_collections.vfio.avic.plugins.module_utils.plan import cmdline as cmdline_plan
 from ansible_collections.vfio.avic.plugins.module_utils.plan import activation as activation_plan
 from ansible_collections.vfio.avic.plugins.module_utils.plan.errors import PlanError
-from ansible_collections.vfio.avic.plugins.filter.avic_host import ROLE_NAMES
+from ansible_collections.vfio.avic.plugins.filter.__roles import HOST_ROLE_NAMES
 from ansible_collections.vfio.avic.plugins.module_utils import gather as gather_facts
 
 from conftest import write_host_tree
@@ -33,7 +33,7 @@ def test_owned_args_validate_and_dedupe():
         cmdline_plan.owned_args(['quiet splash'])
     with pytest.raises(PlanError, match='^iommu_intr must be one of') as err:
         cmdline_plan.owned_args([], 'posted')
-    assert err.value.render(ROLE_NAMES).startswith('avic_host_iommu_intr must be one of')
+    assert err.value.render(HOST_ROLE_NAMES).startswith('avic_host_iommu_intr must be one of')
 
 
 def test_seed_kernel_cmdline_drops_what_the_boot_loader_adds():
@@ -82,7 +82,7 @@ def test_cmdline_decision_reboots_only_when_the_next_boot_carries_the_args():
     go = cmdline_plan.cmdline_decision(running, 'root=/dev/sda1 quiet amd_iommu=on iommu=pt', ARGS)
     assert go['pending'] is True and go['missing'] == ARGS
     assert go['reason'] == 'the kernel command line takes effect at the next boot: amd_iommu=on iommu=pt'
-    unmanaged = cmdline_plan.cmdline_decision(running, None, ARGS, target='none', names=ROLE_NAMES)
+    unmanaged = cmdline_plan.cmdline_decision(running, None, ARGS, target='none', names=HOST_ROLE_NAMES)
     assert unmanaged['pending'] is False and 'no reboot' in unmanaged['reason']
     assert 'avic_host_boot_config' in unmanaged['reason']
     assert cmdline_plan.cmdline_decision(running, None, ARGS, target='none')['reason'].endswith(

@@ -13,7 +13,7 @@ import pytest
 from ansible_collections.vfio.avic.plugins.module_utils.plan import preflight as preflight_plan
 from ansible_collections.vfio.avic.plugins.module_utils.plan import modprobe as modprobe_plan
 from ansible_collections.vfio.avic.plugins.module_utils.plan.errors import PlanError
-from ansible_collections.vfio.avic.plugins.filter.avic_host import ROLE_NAMES
+from ansible_collections.vfio.avic.plugins.filter.__roles import HOST_ROLE_NAMES
 from ansible_collections.vfio.avic.plugins.module_utils import gather as gather_facts
 
 from conftest import write_host_tree
@@ -26,7 +26,7 @@ def facts_for(tmp_path, cpuinfo_name, kernel='6.1.0-26-amd64', params=None, file
 
 def role_preflight(facts, **kwargs):
     """preflight() with the fields named as the host role's users write them."""
-    return preflight_plan.preflight(facts, names=ROLE_NAMES, **kwargs)
+    return preflight_plan.preflight(facts, names=HOST_ROLE_NAMES, **kwargs)
 
 
 def test_preflight_names_fields_as_the_caller_says(tmp_path):
@@ -37,7 +37,7 @@ def test_preflight_names_fields_as_the_caller_says(tmp_path):
     with pytest.raises(PlanError) as err:
         preflight_plan.preflight(facts, force_avic=True, enabled=False)
     assert str(err.value).startswith('force_avic: true and avic: false contradict each other')
-    assert err.value.render(ROLE_NAMES).startswith(
+    assert err.value.render(HOST_ROLE_NAMES).startswith(
         'avic_host_force_avic: true and avic_host_enabled: false contradict each other')
 
 
@@ -114,7 +114,7 @@ def test_wanted_options_defaults_force_nested_and_extra():
     assert modprobe_plan.wanted_options(avic=False)[0] == ('avic', '0')
     with pytest.raises(PlanError, match='^extra_options: ') as err:
         modprobe_plan.wanted_options(extra={'bad name': 1})
-    assert err.value.render(ROLE_NAMES).startswith('avic_host_extra_options: ')
+    assert err.value.render(HOST_ROLE_NAMES).startswith('avic_host_extra_options: ')
     with pytest.raises(PlanError, match='no spaces or quotes'):
         modprobe_plan.wanted_options(extra={'x': 'a b'})
 
@@ -124,7 +124,7 @@ def test_wanted_options_defaults_force_nested_and_extra():
 def test_managed_options_are_refused_in_extra_options_by_name(key, variable):
     with pytest.raises(PlanError) as err:
         modprobe_plan.wanted_options(extra={key: '0'})
-    role = err.value.render(ROLE_NAMES)
+    role = err.value.render(HOST_ROLE_NAMES)
     assert 'avic_host_extra_options' in role and variable in role
     assert key.replace('-', '_') + ' is managed' in role
     # the module's own message names its options (extra_options, avic, nested, force_avic)
@@ -134,7 +134,7 @@ def test_managed_options_are_refused_in_extra_options_by_name(key, variable):
 def test_force_avic_with_avic_off_is_a_contradiction():
     with pytest.raises(PlanError, match='force_avic: true and avic: false') as err:
         modprobe_plan.wanted_options(force_avic=True, avic=False)
-    assert re.search('avic_host_force_avic.*avic_host_enabled', err.value.render(ROLE_NAMES))
+    assert re.search('avic_host_force_avic.*avic_host_enabled', err.value.render(HOST_ROLE_NAMES))
 
 
 def test_modprobe_text_has_a_header_and_one_options_line():
