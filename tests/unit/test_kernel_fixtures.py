@@ -22,30 +22,40 @@ from ansible_collections.vfio.avic.plugins.module_utils.trace import inhibits as
 
 from conftest import REPO
 
-# VFIO_AVIC_KERNEL_RECORDINGS checks another directory of recordings (e.g. a fresh one of one kernel)
-KERNELS = os.environ.get('VFIO_AVIC_KERNEL_RECORDINGS') or os.path.join(REPO, 'tests', 'fixtures', 'kernels')
-RELEASES = sorted(d for d in os.listdir(KERNELS) if os.path.isfile(os.path.join(KERNELS, d, 'kernel.json')))
+STORED = os.path.join(REPO, 'tests', 'fixtures', 'kernels')
+# VFIO_AVIC_KERNEL_RECORDINGS checks another directory of recordings (make kernel-probe: fresh ones
+# of the oldest and the newest kernel), and compares each with the stored one of its series
+FRESH = os.environ.get('VFIO_AVIC_KERNEL_RECORDINGS')
+KERNELS = FRESH or STORED
+
+
+def recorded(base):
+    return sorted(d for d in os.listdir(base) if os.path.isfile(os.path.join(base, d, 'kernel.json')))
+
+
+RELEASES = recorded(KERNELS)
 
 
 def version(release):
     return tuple(int(p) for p in re.match(r'(\d+)\.(\d+)', release).groups())
 
 
-def load(release, *parts):
-    with open(os.path.join(KERNELS, release, *parts)) as handle:
+def load(release, *parts, **kw):
+    with open(os.path.join(kw.get('base') or KERNELS, release, *parts)) as handle:
         return json.load(handle) if parts[-1].endswith('.json') else handle.read()
 
 
-def configs(release):
-    return sorted(d for d in os.listdir(os.path.join(KERNELS, release))
-                  if os.path.isfile(os.path.join(KERNELS, release, d, 'meta.json')))
+def configs(release, base=None):
+    base = base or KERNELS
+    return sorted(d for d in os.listdir(os.path.join(base, release))
+                  if os.path.isfile(os.path.join(base, release, d, 'meta.json')))
 
 
-def run(release, config):
+def run(release, config, base=None):
     """The verdict avic_trace gives the recorded trace, as avic_runtime would on that host."""
-    meta = load(release, config, 'meta.json')
-    info = load(release, 'kernel.json')
-    agg = trace.aggregate(load(release, config, 'trace.txt'))
+    meta = load(release, config, 'meta.json', base=base)
+    info = load(release, 'kernel.json', base=base)
+    agg = trace.aggregate(load(release, config, 'trace.txt', base=base))
     guest = {'pid': meta['qemu_pid'], 'name': config, 'kvm': True}
     params = meta['kvm_amd']
     host = {'accel': 'AVIC', 'enabled': params.get('avic') in ('Y', '1')}
@@ -211,3 +221,46 @@ def test_counter_definitions_hold_on_the_real_kernel(release):
         assert 0 < counts['emulated'] <= counts['accepted'], (config, counts)
         raw = sum(t['events'].get(trace_events.EV_INJ_VIRQ, 0) for t in agg.threads.values())
         assert raw >= counts['emulated'], (config, raw, counts)
+
+
+def stored_of_the_series(release):
+    """The stored recording of this release, or else the newest stored one of its series."""
+    stored = recorded(STORED)
+    if release in stored:
+        return release
+    series = [r for r in stored if version(r) == version(release)]
+    return max(series) if series else None
+
+
+def observations(release, base):
+    """What a kernel did that does not vary from run to run: parameters and their defaults,
+    tracepoints and their formats, and per configuration the inhibit reasons set, the verdict,
+    whether deliveries were accelerated, what the kernel log of the load says, the refused unload."""
+    info = load(release, 'kernel.json', base=base)
+    out = {'kvm_amd_defaults': info['kvm_amd_defaults'], 'kvm_events': sorted(info['kvm_events']),
+           'formats': dict((e, info['formats'].get(e)) for e in trace_events.SAMPLED_EVENTS)}
+    for config in configs(release, base):
+        meta = load(release, config, 'meta.json', base=base)
+        _result, guest, _agg = run(release, config, base)
+        out[config] = {
+            'kvm_amd': meta['kvm_amd'],
+            'inhibits_set': sorted(set(i['reason_name'] for i in guest['inhibit_events'] if i['set'])),
+            'inhibits_left': sorted(r['name'] for r in guest['reasons'] if not r['transient']),
+            'verdict': guest['verdict'],
+            'accelerated': guest['counts']['accelerated'] > 0,
+            'dmesg_load': gather_facts.parse_dmesg('\n'.join(meta['dmesg_load'])),
+            'unload_refused': meta['unload_while_running']['rc'] != 0,
+            'booted': bool(meta.get('up_seconds')),
+        }
+    return out
+
+
+@pytest.mark.skipif(not FRESH, reason='make kernel-probe sets VFIO_AVIC_KERNEL_RECORDINGS to fresh recordings')
+@pytest.mark.parametrize('release', RELEASES)
+def test_a_fresh_recording_agrees_with_the_stored_one_of_its_series(release):
+    stored = stored_of_the_series(release)
+    assert stored, 'no stored recording of the %d.%d series: run make kernel-matrix' % version(release)
+    fresh, kept = observations(release, FRESH), observations(stored, STORED)
+    assert sorted(fresh) == sorted(kept), (release, stored)
+    for key in sorted(kept):
+        assert fresh[key] == kept[key], '%s: %s differs from the recording of %s' % (release, key, stored)
