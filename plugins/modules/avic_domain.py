@@ -164,12 +164,11 @@ hv_avic:
 '''
 
 import os
-import re
-import time
 
 from ansible.module_utils.basic import AnsibleModule
 
 
+from ansible_collections.vfio.avic.plugins.module_utils.libvirt import domain_backup
 from ansible_collections.vfio.avic.plugins.module_utils.libvirt import domain_fix
 from ansible_collections.vfio.avic.plugins.module_utils.libvirt import versions as libvirt_versions
 from ansible_collections.vfio.avic.plugins.module_utils.libvirt import virsh as libvirt_virsh
@@ -202,36 +201,6 @@ def live_differs(module, virsh, host, name, persistent_findings):
     except libvirt_domain.DomainXMLError:
         return False
     return bool(set(f['id'] for f in live) - set(f['id'] for f in persistent_findings))
-
-
-def backup_path(directory, name, now=None):
-    """A backup file name that no other backup of this domain has: the time to the microsecond,
-    and a counter should the clock give the same value twice."""
-    now = time.time() if now is None else now
-    stamp = time.strftime('%Y%m%dT%H%M%S', time.localtime(now)) + '.%06d' % int((now % 1) * 1000000)
-    base = os.path.join(directory, '%s-%s' % (re.sub(r'[^A-Za-z0-9_.-]', '_', name), stamp))
-    path, counter = base + '.xml', 1
-    while os.path.exists(path):
-        path = '%s-%d.xml' % (base, counter)
-        counter += 1
-    return path
-
-
-def write_backup(directory, name, text):
-    if not os.path.isdir(directory):
-        os.makedirs(directory, 0o700)
-    while True:
-        path = backup_path(directory, name)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except OSError:
-            if os.path.exists(path):
-                continue
-            raise
-        with os.fdopen(fd, 'w') as handle:
-            handle.write(text)
-        os.chmod(path, 0o600)
-        return path
 
 
 def start_or_restore(module, virsh, name, result, previous_xml):
@@ -378,7 +347,7 @@ def define(module, virsh, name, host, before_xml, fixed, new, result):
     if module.check_mode:
         return
     if not new:
-        result['backup'] = write_backup(module.params['backup_dir'], name, before_xml)
+        result['backup'] = domain_backup.write_backup(module.params['backup_dir'], name, before_xml)
     try:
         virsh.define(fixed['xml'])
     except libvirt_virsh.VirshError as exc:

@@ -195,6 +195,7 @@ from ansible_collections.vfio.avic.plugins.module_utils.guests import proxmox as
 from ansible_collections.vfio.avic.plugins.module_utils.hostfs import HostFiles
 from ansible_collections.vfio.avic.plugins.module_utils.rules import domain_host
 from ansible_collections.vfio.avic.plugins.module_utils.guests import proxmox_fix
+from ansible_collections.vfio.avic.plugins.module_utils.guests import qm as proxmox_qm
 
 CONF_DIR = proxmox_guest.CONF_DIR
 CPU_MODELS = proxmox_guest.CPU_MODELS_FILE
@@ -213,32 +214,6 @@ def validate(module):
     version = params['qemu_version']
     if version is not None and not re.match(r'^\d+\.\d+(\.\d+)?$', version.strip()):
         module.fail_json(msg='qemu_version must look like 9.2.0 (what kvm --version prints), got %r' % version)
-
-
-def conf_text(values):
-    """A configuration as `qm config` prints it: keys sorted, one `key: value` a line."""
-    return ''.join('%s: %s\n' % (key, values[key]) for key in sorted(values))
-
-
-class Qm(object):
-    def __init__(self, module, result):
-        self.module = module
-        self.result = result
-        self.bin = module.get_bin_path('qm')
-
-    def run(self, *args, **kw):
-        cmd = [self.bin] + [str(a) for a in args]
-        if kw.get('record'):
-            self.result['commands'].append(' '.join(_quote(a) for a in ['qm'] + cmd[1:]))
-        rc, out, err = self.module.run_command(cmd)
-        if rc != 0 and not kw.get('ok_fail'):
-            self.module.fail_json(msg='qm %s failed: %s' % (' '.join(str(a) for a in args),
-                                                            ' '.join((err or out).split())), **self.result)
-        return rc, out, err
-
-
-def _quote(arg):
-    return arg if re.match(r'^[A-Za-z0-9_.,=+:/@%-]+$', arg) else "'%s'" % arg.replace("'", "'\\''")
 
 
 def qemu_version(module):
@@ -291,7 +266,7 @@ def run(module):
                   findings_after=[], qm_set=[], commands=[], cpu_model=None, notes=[], changed_files=[],
                   backup=None, restart_required=False, restarted=False)
     files = HostFiles(module, params['root'])
-    qm = Qm(module, result)
+    qm = proxmox_qm.Qm(module, result)
     text, current_text, running = read_config(module, qm, files, vmid, result)
     result.update(running=running, active=bool(running))
     host = gather_facts.gather(root=params['root'], dmesg=False, guests=False)
@@ -327,8 +302,8 @@ def run(module):
         # the copy first, so that a failed qm set leaves a backup of what was there
         if not module.check_mode:
             result['backup'] = backup(module, files, vmid)
-        line = ' '.join(_quote(a) for a in ['qm', 'set', str(vmid)] + plan['qm_set'])
-        diffs.append({'before': conf_text(conf), 'after': conf_text(plan['conf']),
+        line = proxmox_qm.command_line(['qm', 'set', str(vmid)] + plan['qm_set'])
+        diffs.append({'before': proxmox_guest.conf_text(conf), 'after': proxmox_guest.conf_text(plan['conf']),
                       'before_header': '%s (qm config %d)' % (what, vmid),
                       'after_header': '%s after: %s%s' % (what, line, ' (pending until the VM restarts)'
                                                           if running else '')})

@@ -5,7 +5,8 @@
 (stdlib only).
 
 ``parse_conf(text)`` reads the current configuration (``key: value`` lines; the ``[snapshot]``
-and ``[PENDING]`` sections that follow are left alone; ``#`` lines are the description).
+and ``[PENDING]`` sections that follow are left alone; ``#`` lines are the description), and
+``conf_text(conf)`` writes one as ``qm config`` prints it.
 ``proxmox_argv(conf)`` builds the QEMU arguments that decide AVIC as Proxmox VE's qemu-server
 starts the guest (src/PVE/QemuServer.pm config_to_command, src/PVE/QemuServer/CPUConfig.pm
 get_cpu_options / get_pve_cpu_flags / get_hyperv_enlightenments, src/PVE/QemuServer/Cfg2Cmd/
@@ -80,6 +81,11 @@ def parse_conf(text, what='qm_conf_text'):
         raise ProxmoxConfigError('%s is not a Proxmox VE guest configuration (key: value lines): %s'
                                  % (what, ', '.join(bad[:3])))
     return conf
+
+
+def conf_text(values):
+    """A configuration as `qm config` prints it: keys sorted, one `key: value` a line."""
+    return ''.join('%s: %s\n' % (key, values[key]) for key in sorted(values))
 
 
 def parse_property_string(text, default_key):

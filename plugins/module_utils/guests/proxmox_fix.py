@@ -16,6 +16,7 @@ from ansible_collections.vfio.avic.plugins.module_utils.guests import proxmox as
 from ansible_collections.vfio.avic.plugins.module_utils.parse.boolean import parse_bool
 from ansible_collections.vfio.avic.plugins.module_utils.rules import domain as domain_rules
 from ansible_collections.vfio.avic.plugins.module_utils.rules import domain_host
+from ansible_collections.vfio.avic.plugins.module_utils.rules import hyperv as hyperv_rules
 from ansible_collections.vfio.avic.plugins.module_utils.rules import kernel as kernel_rules
 
 
@@ -72,7 +73,7 @@ def hyperv_strategy(host, hyperv='auto'):
             'hyperv: avic cannot keep AVIC on kernel %s: before 5.15 KVM inhibits AVIC as soon as '
             'SynIC is activated, whatever hv-avic says. Use hyperv: remove (or auto); nothing was '
             'changed.' % norm['kernel']['release'])
-    if hyperv == 'avic' and (qemu is None or qemu < domain_rules.QEMU_HV_AVIC):
+    if hyperv == 'avic' and (qemu is None or qemu < hyperv_rules.QEMU_HV_AVIC):
         raise proxmox_guest.ProxmoxConfigError(
             'hyperv: avic needs QEMU 6.2 or later for hv-avic, this host has %s. Use hyperv: remove '
             '(or auto); nothing was changed.' % ('%d.%d' % qemu if qemu else 'an unknown QEMU'))
@@ -81,7 +82,7 @@ def hyperv_strategy(host, hyperv='auto'):
     if hyperv == 'auto' and old_kernel:
         return 'remove', ('hyperv: kernel %s (older than 5.15) inhibits AVIC as soon as SynIC is '
                           'activated: SynIC and stimer are turned off' % norm['kernel']['release'])
-    if hyperv == 'auto' and (qemu is None or qemu < domain_rules.QEMU_HV_AVIC):
+    if hyperv == 'auto' and (qemu is None or qemu < hyperv_rules.QEMU_HV_AVIC):
         return 'remove', ('hyperv: hv-avic needs QEMU 6.2 or later, this host has %s: SynIC and '
                           'stimer are turned off' % ('%d.%d' % qemu if qemu else 'an unknown QEMU'))
     return 'avic', None

@@ -9,21 +9,19 @@ qemu:commandline and other namespaces, comments, element and attribute order) is
 What cannot be fixed in the XML (too many vCPUs, SEV guests, a non-KVM domain) stays in
 the findings after the fix. On a host whose CPU is not AMD/Hygon nothing is changed.
 
-What this libvirt and QEMU can do comes from libvirt/versions.py (hv_avic_caps());
-normalise_xml() gives the form the fix writes, for diffs.
+What this libvirt and QEMU can do comes from libvirt/versions.py (hv_avic_caps()); the edits
+themselves, which keep the layout of the rest, from libvirt/domain_edit.py; normalise_xml() gives
+the form the fix writes, for diffs.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import io
-import re
-import xml.etree.ElementTree as ET
-
 from ansible_collections.vfio.avic.plugins.module_utils.rules import domain as domain_rules
 from ansible_collections.vfio.avic.plugins.module_utils.rules import kernel as kernel_rules
 from ansible_collections.vfio.avic.plugins.module_utils.findings import INFO, INHIBIT, WARNING
+from ansible_collections.vfio.avic.plugins.module_utils.libvirt import domain_edit
 from ansible_collections.vfio.avic.plugins.module_utils.libvirt import domain_xml as libvirt_domain
 from ansible_collections.vfio.avic.plugins.module_utils.rules import domain_host
 from ansible_collections.vfio.avic.plugins.module_utils.rules import topology as apic_topology
@@ -41,10 +39,6 @@ CHOICES = {
     'cpu_mode': ('auto', 'keep'),
 }
 DEFAULTS = dict((key, 'auto') for key in CHOICES)
-_NS_DECL = re.compile(r'xmlns:([A-Za-z_][\w.-]*)\s*=\s*["\']([^"\']+)["\']')
-# QEMU's default CPU model when a domain has no <cpu> element
-DEFAULT_MODELS = {'i686': 'qemu32'}
-DEFAULT_MODEL = 'qemu64'
 
 
 class FixOptionError(ValueError):
@@ -70,155 +64,16 @@ def check_options(options):
     return merged
 
 
-def _parse(xml_text, name):
-    for prefix, uri in _NS_DECL.findall(xml_text):
-        ET.register_namespace(prefix, uri)
-    try:
-        parser = ET.XMLParser(target=ET.TreeBuilder(insert_comments=True))
-    except TypeError:  # Python < 3.8 drops comments
-        parser = ET.XMLParser()
-    try:
-        root = ET.fromstring(xml_text, parser=parser)
-    except ET.ParseError as exc:
-        raise libvirt_domain.DomainXMLError('domain %r is not well-formed XML: %s' % (name, exc))
-    if root.tag != 'domain':
-        raise libvirt_domain.DomainXMLError('domain %r is not a libvirt domain: root element is <%s>'
-                                            % (name, root.tag))
-    return root
-
-
-def _serialise(root):
-    out = io.BytesIO()
-    ET.ElementTree(root).write(out, encoding='utf-8', xml_declaration=False)
-    return out.getvalue().decode('utf-8') + '\n'
-
-
 def normalise_xml(xml_text, name=None):
     """``xml_text`` parsed and written back the way fix_domain() writes a changed domain, so a
     diff between the two shows only what the fix changed."""
-    return _serialise(_parse(xml_text, name))
-
-
-def _child(parent, tag, attrib=None, before=None):
-    """The first ``tag`` child of ``parent``, created (with ``attrib``) when missing."""
-    found = parent.find(tag)
-    if found is not None:
-        return found
-    element = ET.Element(tag, attrib or {})
-    index = len(parent)
-    if before:
-        for i, child in enumerate(parent):
-            if child.tag in before:
-                index = i
-                break
-    if len(parent) == 0:
-        parent.text = (parent.text or '\n') + '  '
-        element.tail = '\n'
-    elif index < len(parent):
-        # between siblings: same indentation as the element it goes before
-        element.tail = parent[index - 1].tail if index else parent.text
-    else:
-        # last: takes the closing indentation, the previous last gets a sibling's
-        element.tail = parent[-1].tail
-        parent[-1].tail = parent[-2].tail if len(parent) > 1 else parent.text
-    parent.insert(index, element)
-    return element
+    return domain_edit.serialise(domain_edit.parse(xml_text, name))
 
 
 def _host_cpu_allowed(root, opts):
     """A <cpu> created by the fix may be host-passthrough only for a KVM domain whose CPU mode
     the fix may change; otherwise it keeps QEMU's default model, as the domain runs today."""
     return root.get('type') == 'kvm' and opts['cpu_mode'] == 'auto'
-
-
-def _cpu(root, host_cpu=True):
-    """The domain's <cpu>, created when missing: host-passthrough where ``host_cpu`` allows it,
-    else mode='custom' with QEMU's default model (what a domain without <cpu> runs)."""
-    before = ('clock', 'on_poweroff', 'on_reboot', 'on_crash', 'pm', 'devices')
-    if host_cpu:
-        return _child(root, 'cpu', {'mode': 'host-passthrough', 'check': 'none', 'migratable': 'on'},
-                      before=before)
-    return _child(root, 'cpu', {'mode': 'custom', 'match': 'exact', 'check': 'none'}, before=before)
-
-
-def _default_model(root, cpu):
-    """libvirt refuses CPU features without a model in mode='custom': give such a <cpu> QEMU's
-    default model, which is what it runs today."""
-    if cpu.get('mode', 'custom') != 'custom' or cpu.find('model') is not None:
-        return
-    os_type = root.find('os/type')
-    model = ET.Element('model', {'fallback': 'forbid'})
-    model.text = DEFAULT_MODELS.get(os_type.get('arch') if os_type is not None else None, DEFAULT_MODEL)
-    if len(cpu):
-        model.tail = cpu.text if cpu.text and not cpu.text.strip() else '\n    '
-    else:
-        cpu.text = '\n    '
-        model.tail = '\n  '
-    cpu.insert(0, model)
-
-
-def _feature(root, name, policy, host_cpu=True):
-    cpu = _cpu(root, host_cpu)
-    _default_model(root, cpu)
-    for feat in cpu.findall('feature'):
-        if feat.get('name') == name:
-            if feat.get('policy') == policy:
-                return False
-            feat.set('policy', policy)
-            return True
-    element = ET.Element('feature', {'policy': policy, 'name': name})
-    element.tail = cpu[-1].tail if len(cpu) else '\n  '
-    if len(cpu):
-        indent = cpu.text if cpu.text and not cpu.text.strip() else None
-        cpu[-1].tail = indent or cpu[0].tail or '\n    '
-    else:
-        cpu.text = '\n    '
-    cpu.append(element)
-    return True
-
-
-def _clock(root):
-    return _child(root, 'clock', {'offset': 'utc'},
-                  before=('on_poweroff', 'on_reboot', 'on_crash', 'pm', 'devices'))
-
-
-def _timer(root, name):
-    clock = _clock(root)
-    for timer in clock.findall('timer'):
-        if timer.get('name') == name:
-            return timer
-    timer = ET.Element('timer', {'name': name})
-    timer.tail = clock[-1].tail if len(clock) else '\n  '
-    if len(clock):
-        clock[-1].tail = clock[0].tail or '\n    '
-    else:
-        clock.text = '\n    '
-    clock.append(timer)
-    return timer
-
-
-def _hv_set(hyperv, tag, state):
-    element = hyperv.find(tag)
-    if element is None:
-        element = ET.Element(tag)
-        element.tail = hyperv[-1].tail if len(hyperv) else '\n    '
-        if len(hyperv):
-            hyperv[-1].tail = hyperv[0].tail or '\n      '
-        else:
-            hyperv.text = '\n      '
-        hyperv.append(element)
-    if element.get('state') == state:
-        return False
-    element.set('state', state)
-    return True
-
-
-def _hv_remove(hyperv, tag):
-    element = hyperv.find(tag)
-    if element is None:
-        return False
-    hyperv.remove(element)
-    return True
 
 
 def _fix_hyperv(root, ids, severities, host, opts, caps, changes, notes):
@@ -265,21 +120,21 @@ def _fix_hyperv(root, ids, severities, host, opts, caps, changes, notes):
                          % (caps.get('hv_avic_reason') or 'not detected'))
     if {'hyperv_synic', 'hyperv_stimer'} & ids:
         if strategy == 'avic':
-            if _hv_set(hyperv, 'avic', 'on'):
+            if domain_edit.hv_set(hyperv, 'avic', 'on'):
                 changes.append("hyperv: <avic state='on'/> added, SynIC and stimer kept")
         elif strategy == 'remove':
-            removed = [t for t in ('stimer', 'synic') if _hv_remove(hyperv, t)]
+            removed = [t for t in ('stimer', 'synic') if domain_edit.hv_remove(hyperv, t)]
             if removed:
                 changes.append('hyperv: %s removed' % ' and '.join(removed))
     if 'hyperv_vapic' in ids and opts['vapic'] in ('auto', 'disable'):
-        if _hv_set(hyperv, 'vapic', 'off'):
+        if domain_edit.hv_set(hyperv, 'vapic', 'off'):
             changes.append("hyperv: <vapic state='off'/>")
     if 'hypervclock_missing' in ids and opts['hypervclock'] == 'auto':
-        timer = _timer(root, 'hypervclock')
+        timer = domain_edit.clock_timer(root, 'hypervclock')
         timer.set('present', 'yes')
         changes.append("clock: <timer name='hypervclock' present='yes'/>")
     if 'invtsc_missing' in ids and opts['invtsc'] == 'auto':
-        if _feature(root, 'invtsc', 'require', _host_cpu_allowed(root, opts)):
+        if domain_edit.cpu_feature(root, 'invtsc', 'require', _host_cpu_allowed(root, opts)):
             changes.append("cpu: <feature policy='require' name='invtsc'/>")
 
 
@@ -321,13 +176,13 @@ def fix_domain(xml_text, host, options=None, caps=None, name=None):
     current, findings, changes, notes = xml_text, before, [], []
     for _pass in range(3):
         step_changes, step_notes = [], []
-        root = _parse(current, name)
+        root = domain_edit.parse(current, name)
         _apply(root, findings, norm, opts, caps or {}, nested, step_changes, step_notes)
         notes.extend(n for n in step_notes if n not in notes)
         if not step_changes:
             break
         changes.extend(step_changes)
-        current = _serialise(root)
+        current = domain_edit.serialise(root)
         findings = libvirt_domain.audit_domain(current, host, name)
     return {'xml': current, 'changed': bool(changes), 'changes': changes, 'notes': notes,
             'findings_before': before, 'findings_after': findings}
@@ -341,7 +196,7 @@ def _apply(root, findings, host, opts, caps, nested, changes, notes):
     host_cpu = _host_cpu_allowed(root, opts)
     if 'cpu_mode_not_host' in ids and opts['cpu_mode'] == 'auto':
         if kvm:
-            cpu = _cpu(root)
+            cpu = domain_edit.cpu_element(root)
             cpu.set('mode', 'host-passthrough')
             for tag in ('model', 'vendor'):
                 for element in cpu.findall(tag):
@@ -360,19 +215,19 @@ def _apply(root, findings, host, opts, caps, nested, changes, notes):
                          % (summary['vcpus'], top))
     elif 'x2apic_exposed' in ids and (opts['x2apic'] == 'disable' or (
             opts['x2apic'] == 'auto' and severities['x2apic_exposed'] in acting)):
-        if _feature(root, 'x2apic', 'disable', host_cpu):
+        if domain_edit.cpu_feature(root, 'x2apic', 'disable', host_cpu):
             changes.append("cpu: <feature policy='disable' name='x2apic'/>")
     if 'svm_exposed' in ids and not nested:
         _fix_svm(root, summary, severities['svm_exposed'], host, opts, host_cpu, changes, notes)
     if 'pit_reinject' in ids and opts['pit'] == 'auto':
-        timer = _timer(root, 'pit')
+        timer = domain_edit.clock_timer(root, 'pit')
         timer.set('tickpolicy', 'discard')
         changes.append("clock: <timer name='pit' tickpolicy='discard'/>")
     _fix_hyperv(root, ids, severities, host, opts, caps, changes, notes)
     ioapic_wanted = opts['ioapic'] == 'qemu' or ('split_irqchip_required' in ids and opts['ioapic'] == 'auto')
     if ioapic_wanted:
-        features = _child(root, 'features', before=('cpu', 'clock', 'on_poweroff', 'devices'))
-        ioapic = _child(features, 'ioapic')
+        features = domain_edit.child_element(root, 'features', before=('cpu', 'clock', 'on_poweroff', 'devices'))
+        ioapic = domain_edit.child_element(features, 'ioapic')
         if ioapic.get('driver') != 'qemu':
             ioapic.set('driver', 'qemu')
             changes.append("features: <ioapic driver='qemu'/> (split irqchip)")
@@ -384,7 +239,7 @@ def _fix_svm(root, summary, severity, host, opts, host_cpu, changes, notes):
     explicit = domain_rules.svm_exposure(summary) == 'explicit'
     if opts['svm'] == 'disable' or (opts['svm'] == 'auto' and (
             severity == INHIBIT or (severity == WARNING and not explicit))):
-        if _feature(root, 'svm', 'disable', host_cpu):
+        if domain_edit.cpu_feature(root, 'svm', 'disable', host_cpu):
             changes.append("cpu: <feature policy='disable' name='svm'/>")
             if explicit:
                 notes.append('svm: the explicit svm feature is disabled because it inhibits AVIC on '
