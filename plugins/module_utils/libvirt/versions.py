@@ -11,9 +11,11 @@ __metaclass__ = type
 
 import re
 
-# <hyperv><avic state='on'/> in the domain XML: libvirt 8.10 [doc]; QEMU's hv-avic: 6.2 [?]
+from ansible_collections.vfio.avic.plugins.module_utils.rules import hyperv as hyperv_rules
+
+# <hyperv><avic state='on'/> in the domain XML: libvirt 8.10 [doc]; QEMU's hv-avic: the Hyper-V rules' own
 HV_AVIC_LIBVIRT = (8, 10)
-HV_AVIC_QEMU = (6, 2)
+HV_AVIC_QEMU = hyperv_rules.QEMU_HV_AVIC
 _VERSION_LINES = {
     'daemon': re.compile(r'^\s*Running against daemon:\s*(\d+)\.(\d+)(?:\.(\d+))?', re.M),
     'library': re.compile(r'^\s*Using library:\s*libvirt\s+(\d+)\.(\d+)(?:\.(\d+))?', re.M),
