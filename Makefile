@@ -11,9 +11,9 @@ BIN := $(CURDIR)/$(VENV)/bin
 COLL := $(CURDIR)/.build/collections/ansible_collections/vfio/avic
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.build/collections
 export PATH := $(BIN):$(PATH)
-# Every scenario but kvm (real KVM guests in the VM lab, about 19 minutes, not yet reliable under
-# emulation: README): with it `.ci/run` would pass its 60-minute budget on 2 cores, so it runs
-# when named (make molecule SCENARIOS=kvm).
+# Every scenario but kvm (real KVM guests in the VM lab, about 9 minutes on a quiet machine, fragile beside
+# other jobs: README): with it `.ci/run` would pass its 60-minute budget on 2 cores; make kernel-probe is
+# make test's real-KVM part. kvm runs when named (make molecule SCENARIOS=kvm).
 SCENARIOS ?= $(filter-out kvm,$(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))))
 
 .PHONY: audit venv collection deps test test-quick unit integration lint sanity molecule kernel-matrix kernel-probe core-matrix faults bench build docs clean
