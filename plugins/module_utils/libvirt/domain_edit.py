@@ -77,6 +77,18 @@ def child_element(parent, tag, attrib=None, before=None):
     return element
 
 
+def append_last(parent, element, close, inner):
+    """Append ``element`` as the last child of ``parent``, indented as its siblings are: it takes
+    the closing indentation (``close`` where ``parent`` was empty), the previous last child a
+    sibling's (the first child's, else ``inner``)."""
+    element.tail = parent[-1].tail if len(parent) else close
+    if len(parent):
+        parent[-1].tail = parent[0].tail or inner
+    else:
+        parent.text = inner
+    parent.append(element)
+
+
 def cpu_element(root, host_cpu=True):
     """The domain's <cpu>, created when missing: host-passthrough where ``host_cpu`` allows it,
     else mode='custom' with QEMU's default model (what a domain without <cpu> runs)."""
@@ -137,12 +149,7 @@ def clock_timer(root, name):
         if timer.get('name') == name:
             return timer
     timer = ET.Element('timer', {'name': name})
-    timer.tail = clock[-1].tail if len(clock) else '\n  '
-    if len(clock):
-        clock[-1].tail = clock[0].tail or '\n    '
-    else:
-        clock.text = '\n    '
-    clock.append(timer)
+    append_last(clock, timer, '\n  ', '\n    ')
     return timer
 
 
@@ -152,12 +159,7 @@ def hv_set(hyperv, tag, state):
     element = hyperv.find(tag)
     if element is None:
         element = ET.Element(tag)
-        element.tail = hyperv[-1].tail if len(hyperv) else '\n    '
-        if len(hyperv):
-            hyperv[-1].tail = hyperv[0].tail or '\n      '
-        else:
-            hyperv.text = '\n      '
-        hyperv.append(element)
+        append_last(hyperv, element, '\n    ', '\n      ')
     if element.get('state') == state:
         return False
     element.set('state', state)
