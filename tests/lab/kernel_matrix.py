@@ -15,8 +15,8 @@ recordings are what tests/unit/test_kernel_fixtures.py checks the collection's t
 `make kernel-probe` runs the labels `bookworm` and `newest` (`make test` only `bookworm`, through
 `make kernel-probe-oldest`: README says why) into a scratch DIR: the oldest kernel (the
 bookworm image's own) and the newest (`newest`: the image of `vm.py build --kvm --newest`, where
-that kernel is preinstalled at native speed, so no kernel is installed under emulation), then checks the fresh recordings with the same tests and against
-the stored ones of their series.
+that kernel is preinstalled at native speed, so no kernel is installed under emulation), then
+checks the fresh recordings with the same tests and against the stored ones of their series.
 """
 
 import json
