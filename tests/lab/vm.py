@@ -31,7 +31,8 @@ runs the newest kernel; the payload stays the suite's own kernel. The kernel rol
 that kernel (into the --kvm image of trixie) is what `make kernel-matrix` records.
 
 Run as root. Files live in $VFIO_AVIC_VM_DIR (default: .build/vm in the checkout).
-Environment: DEBIAN_MIRROR, VFIO_AVIC_VM_SUITE (default bookworm), VFIO_AVIC_VM_TIMEOUT (boot, 300 s).
+Environment: DEBIAN_MIRROR, VFIO_AVIC_VM_SUITE (default bookworm), VFIO_AVIC_VM_TIMEOUT (boot, 300 s),
+VFIO_AVIC_VM_CPUS (vCPUs of the VM, default 2).
 """
 
 import hashlib
@@ -453,7 +454,8 @@ def console_tail(name, size=CONSOLE_TAIL):
         return ''
 
 
-def start(name, memory=2048, cpus=2, kvm=False, newest=False):
+def start(name, memory=2048, cpus=None, kvm=False, newest=False):
+    cpus = cpus or int(os.environ.get('VFIO_AVIC_VM_CPUS', '2'))
     paths = build_newest() if newest else build(kvm=kvm)
     inst = instance_dir(name)
     running = pid_of(name)
