@@ -19,7 +19,11 @@ payload of `vm.py build --kvm`: the image's kernel and a busybox initramfs) star
                            whether `modprobe -r kvm_amd` was refused while the guest ran
 
 Nothing is left running and the instance is removed, also on failure; the top-level tracing
-state is not touched. Stdlib only: the VM has nothing but python3.
+state is not touched. The probe runs with one CPU online (the others are taken offline and put
+back after, also on failure): loading kvm_amd re-patches kvm.ko's static calls, and a 7.3 lab VM
+with two CPUs online under multi-threaded TCG once took an int3 in kvm_arch_vcpu_ioctl_run right
+after that load (an emulator's cross-CPU code modification, not what a real host does); with one
+CPU online no other CPU can run the text being patched. A nested guest has one vCPU either way. Stdlib only: the VM has nothing but python3.
 """
 
 import json
@@ -80,6 +84,27 @@ def params(module):
     if not os.path.isdir(base):
         return None
     return dict((name, (read(os.path.join(base, name), '') or '').strip()) for name in sorted(os.listdir(base)))
+
+
+CPUS = '/sys/devices/system/cpu'
+
+
+def offline_other_cpus():
+    """Take every CPU but the boot CPU offline; returns the ones this took offline."""
+    taken = []
+    for name in sorted(os.listdir(CPUS)):
+        online = os.path.join(CPUS, name, 'online')
+        if name.startswith('cpu') and name[3:].isdigit() and name != 'cpu0' and read(online, '').strip() == '1':
+            with open(online, 'w') as handle:
+                handle.write('0')
+            taken.append(online)
+    return taken
+
+
+def online_again(taken):
+    for online in taken:
+        with open(online, 'w') as handle:
+            handle.write('1')
 
 
 def kernel_info():
@@ -255,14 +280,19 @@ def main(argv):
     top_before = (read(os.path.join(TRACEFS, 'buffer_size_kb'), '') or '').strip()
     info = kernel_info()
     info['kvm_amd_at_start'] = params('kvm_amd')
-    # the module's own defaults: loaded without parameters and without modprobe.d
-    removed, loaded, marker = reload_kvm_amd({})
-    info['kvm_amd_defaults'] = params('kvm_amd') if loaded['rc'] == 0 else None
-    info['dmesg_defaults'] = dmesg_since(marker)
-    for name in names:
-        meta = probe(name, outdir)
-        sys.stderr.write('%s: %s, up %s s, sampled %s s, %s\n' % (
-            name, meta['kvm_amd'].get('avic'), meta.get('up_seconds'), meta['sample_seconds'], meta['stopped']))
+    taken = offline_other_cpus()
+    try:
+        # the module's own defaults: loaded without parameters and without modprobe.d
+        removed, loaded, marker = reload_kvm_amd({})
+        info['kvm_amd_defaults'] = params('kvm_amd') if loaded['rc'] == 0 else None
+        info['dmesg_defaults'] = dmesg_since(marker)
+        for name in names:
+            meta = probe(name, outdir)
+            sys.stderr.write('%s: %s, up %s s, sampled %s s, %s\n' % (
+                name, meta['kvm_amd'].get('avic'), meta.get('up_seconds'), meta['sample_seconds'], meta['stopped']))
+    finally:
+        online_again(taken)
+    info['cpus_taken_offline'] = len(taken)
     info['top_buffer_size_kb'] = {
         'before': top_before, 'after': (read(os.path.join(TRACEFS, 'buffer_size_kb'), '') or '').strip()}
     with open(os.path.join(outdir, 'kernel.json'), 'w') as handle:
