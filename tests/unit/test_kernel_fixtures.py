@@ -199,6 +199,28 @@ def deliveries(release, config):
     return out
 
 
+# vectors the legacy PIC delivers: the BIOS's master PIC base and Linux's ISA_IRQ_VECTOR(0-15)
+# (arch/x86/include/asm/irq_vectors.h)
+PIC_VECTORS = set(range(0x08, 0x10)) | set(range(0x30, 0x40))
+
+
+def vectors(release, config):
+    """Per vector: interrupts KVM injected (kvm_inj_virq 'IRQ 0xVEC', repeats left out) and
+    interrupts the local APIC accepted (kvm_apic_accept_irq), of the recorded guest."""
+    injected, accepted = {}, {}
+    for line in load(release, config, 'trace.txt').splitlines():
+        rec = trace_events.parse_line(line)
+        if not rec:
+            continue
+        if rec.get('event') == trace_events.EV_INJ_VIRQ and rec['body'].startswith('IRQ') and 'reinjected' not in rec['body']:
+            vector = int(rec['body'].split()[1], 16)
+            injected[vector] = injected.get(vector, 0) + 1
+        elif rec.get('event') == trace_events.EV_APIC_ACCEPT:
+            vector = trace_events.parse_accept(rec['body'])['vector']
+            accepted[vector] = accepted.get(vector, 0) + 1
+    return injected, accepted
+
+
 @pytest.mark.parametrize('release', RELEASES)
 def test_counter_definitions_hold_on_the_real_kernel(release):
     # AVIC active: each accelerated delivery is an accepted interrupt of the same vector,
@@ -213,12 +235,20 @@ def test_counter_definitions_hold_on_the_real_kernel(release):
     assert active['counts']['emulated_from'] == trace_events.EV_INJ_VIRQ
     assert active['counts']['emulated'] < active['counts']['accelerated']
     # inhibited or off: nothing accelerated, every interrupt injected by KVM itself, each
-    # injection counted once ([reinjected] lines are repeats), never more than were accepted
+    # injection counted once ([reinjected] lines are repeats). Not bounded by the accepts: the
+    # legacy PIC's interrupts (ExtINT, arch/x86/kvm/irq.c kvm_cpu_get_extint) are injected
+    # without the local APIC accepting them (the BIOS's timer at vector 0x08, Linux's ISA
+    # vectors 0x30-0x3f before the IO-APIC routes the timer), while accepts of a vector still
+    # pending coalesce into one injection. Seen on 7.3.4 with avic=0: 3063 injected, 3061 accepted.
     for config in ('avic_off', 'force_pit_reinject'):
         _result, guest, agg = run(release, config)
         counts = guest['counts']
         assert counts['accelerated'] == 0, config
-        assert 0 < counts['emulated'] <= counts['accepted'], (config, counts)
+        injected, accepted = vectors(release, config)
+        beyond = set(v for v in injected if injected[v] > accepted.get(v, 0))
+        assert beyond <= PIC_VECTORS, (config, sorted(beyond))
+        assert 0 < counts['emulated'] == sum(injected.values()), (config, counts)
+        assert counts['emulated'] <= counts['accepted'] + sum(injected[v] for v in beyond), (config, counts)
         raw = sum(t['events'].get(trace_events.EV_INJ_VIRQ, 0) for t in agg.threads.values())
         assert raw >= counts['emulated'], (config, raw, counts)
 
