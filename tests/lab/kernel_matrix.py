@@ -12,9 +12,8 @@ there and fetches the recording to DIR/<release>/ (default tests/fixtures/kernel
 stopped by its pid at the end, also after a failure. `make kernel-matrix` runs it; the
 recordings are what tests/unit/test_kernel_fixtures.py checks the collection's tables against.
 
-`make kernel-probe` runs the labels `bookworm` and `newest` (`make test` only `bookworm`, through
-`make kernel-probe-oldest`: README says why) into a scratch DIR: the oldest kernel (the
-bookworm image's own) and the newest (`newest`: the image of `vm.py build --kvm --newest`, where
+`make kernel-probe` (part of `make test`) runs the labels `bookworm` and `newest` into a scratch
+DIR: the oldest kernel (the bookworm image's own) and the newest (`newest`: the image of `vm.py build --kvm --newest`, where
 that kernel is preinstalled at native speed, so no kernel is installed under emulation), then
 checks the fresh recordings with the same tests and against the stored ones of their series.
 """
