@@ -9,6 +9,9 @@ one is written to a temporary file in the same directory and moved into place (m
 keeps owner, mode and SELinux context), and each change is recorded with a before/after diff for
 --diff. A write that fails (a full or read-only file system) leaves the file as it was, removes
 its own temporary files and fails the module with the file's name.
+
+A backup directory (``backup_dir`` of avic_domain and avic_proxmox_guest) is made here too, mode
+0700, and write_backup() puts a new file there that never replaces another one.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -16,6 +19,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -133,3 +137,41 @@ class HostFiles(object):
             if os.path.exists(tmp):
                 os.unlink(tmp)
         return dest
+
+
+def make_backup_dir(directory):
+    """Create ``directory`` (and its parents) mode 0700 when it is missing; OSError when it cannot be."""
+    if not os.path.isdir(directory):
+        os.makedirs(directory, 0o700)
+
+
+def backup_path(directory, name, now=None, suffix='.xml'):
+    """A file name in ``directory`` that no other backup of ``name`` has: the name (characters a
+    file name should not carry become ``_``), the time to the microsecond, and a counter should
+    the clock give the same value twice."""
+    now = time.time() if now is None else now
+    stamp = time.strftime('%Y%m%dT%H%M%S', time.localtime(now)) + '.%06d' % int((now % 1) * 1000000)
+    base = os.path.join(directory, '%s-%s' % (re.sub(r'[^A-Za-z0-9_.-]', '_', name), stamp))
+    path, counter = base + suffix, 1
+    while os.path.exists(path):
+        path = '%s-%d%s' % (base, counter, suffix)
+        counter += 1
+    return path
+
+
+def write_backup(directory, name, text, suffix='.xml'):
+    """Write ``text`` to a new file of ``directory`` (made by make_backup_dir()) named by
+    backup_path(), mode 0600, never over another file; returns its path."""
+    make_backup_dir(directory)
+    while True:
+        path = backup_path(directory, name, suffix=suffix)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError:
+            if os.path.exists(path):
+                continue
+            raise
+        with os.fdopen(fd, 'w') as handle:
+            handle.write(text)
+        os.chmod(path, 0o600)
+        return path

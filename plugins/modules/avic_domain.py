@@ -168,11 +168,11 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 
-from ansible_collections.vfio.avic.plugins.module_utils.libvirt import domain_backup
 from ansible_collections.vfio.avic.plugins.module_utils.libvirt import domain_fix
 from ansible_collections.vfio.avic.plugins.module_utils.libvirt import versions as libvirt_versions
 from ansible_collections.vfio.avic.plugins.module_utils.libvirt import virsh as libvirt_virsh
 from ansible_collections.vfio.avic.plugins.module_utils import gather as gather_facts
+from ansible_collections.vfio.avic.plugins.module_utils import hostfs
 from ansible_collections.vfio.avic.plugins.module_utils.libvirt import domain_xml as libvirt_domain
 from ansible_collections.vfio.avic.plugins.module_utils.rules import domain_host
 
@@ -347,7 +347,7 @@ def define(module, virsh, name, host, before_xml, fixed, new, result):
     if module.check_mode:
         return
     if not new:
-        result['backup'] = domain_backup.write_backup(module.params['backup_dir'], name, before_xml)
+        result['backup'] = hostfs.write_backup(module.params['backup_dir'], name, before_xml)
     try:
         virsh.define(fixed['xml'])
     except libvirt_virsh.VirshError as exc:

@@ -192,6 +192,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vfio.avic.plugins.module_utils import gather as gather_facts
 from ansible_collections.vfio.avic.plugins.module_utils.guests import proxmox as proxmox_guest
+from ansible_collections.vfio.avic.plugins.module_utils import hostfs
 from ansible_collections.vfio.avic.plugins.module_utils.hostfs import HostFiles
 from ansible_collections.vfio.avic.plugins.module_utils.rules import domain_host
 from ansible_collections.vfio.avic.plugins.module_utils.guests import proxmox_fix
@@ -369,8 +370,7 @@ def backup(module, files, vmid):
         return None
     directory = module.params['backup_dir']
     try:
-        if not os.path.isdir(directory):
-            os.makedirs(directory, 0o700)
+        hostfs.make_backup_dir(directory)
     except OSError as exc:
         module.fail_json(msg='cannot create backup_dir %s: %s; nothing was changed' % (directory, exc))
     path = os.path.join(directory, 'qemu-server-%d.conf' % vmid)

@@ -18,7 +18,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from ansible_collections.vfio.avic.plugins.module_utils.libvirt import domain_backup
+from ansible_collections.vfio.avic.plugins.module_utils import hostfs
 from ansible_collections.vfio.avic.plugins.module_utils.libvirt import versions as libvirt_versions
 
 from conftest import fixture_text, run_ansible_module, run_module_direct
@@ -231,14 +231,17 @@ def test_virsh_version_edge_cases():
 
 def test_backup_names_never_collide(tmp_path):
     now = 1700000000.123456
-    first = domain_backup.backup_path(str(tmp_path), 'win 10', now)
+    first = hostfs.backup_path(str(tmp_path), 'win 10', now)
     assert os.path.basename(first).startswith('win_10-') and first.endswith('.123456.xml')
     open(first, 'w').close()
-    second = domain_backup.backup_path(str(tmp_path), 'win 10', now)
+    second = hostfs.backup_path(str(tmp_path), 'win 10', now)
     assert second != first and second.endswith('.123456-1.xml')
-    paths = [domain_backup.write_backup(str(tmp_path / 'b'), 'g', 'x%d' % i) for i in range(20)]
+    paths = [hostfs.write_backup(str(tmp_path / 'b'), 'g', 'x%d' % i) for i in range(20)]
     assert len(set(paths)) == 20
     assert all(oct(os.stat(p).st_mode & 0o777) == '0o600' for p in paths)
+    assert oct(os.stat(str(tmp_path / 'b')).st_mode & 0o777) == '0o700'
+    conf = hostfs.backup_path(str(tmp_path), 'qemu-server-100', now, suffix='.conf')
+    assert conf.endswith('.123456.conf') and os.path.basename(conf).startswith('qemu-server-100-')
 
 
 # ---- the module against the stand-in libvirt -----------------------------------------------
