@@ -1,11 +1,15 @@
 # -*- coding: utf-8 -*-
 # Copyright: contributors to the vfio.avic collection
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Per-host and fleet AVIC reports as plain data and text (stdlib only)."""
+"""Per-host and fleet AVIC reports as plain data and text, and the report files (stdlib only)."""
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
+
+import json
+import os
+import tempfile
 
 from ansible_collections.vfio.avic.plugins.module_utils.rules.cpu import generation_name
 from ansible_collections.vfio.avic.plugins.module_utils.rules import domain as domain_rules
@@ -274,3 +278,40 @@ def _runtime_guest_cell(sample):
     word = dict(_RUNTIME_WORDS).get(sample['verdict'], sample['verdict'])
     reasons = ', '.join(sample.get('reasons') or [])
     return '%s (%s)' % (word, reasons) if reasons else word
+
+
+# the version of the JSON report's layout: totals, then one record per host
+REPORT_SCHEMA = 2
+
+
+def report_files(report):
+    """The report files of a fleet report (avic_fleet_report's result): {suffix: text}."""
+    document = {'schema': REPORT_SCHEMA, 'totals': report['totals'], 'hosts': report['records']}
+    return {
+        '.json': json.dumps(document, indent=4, sort_keys=True, separators=(',', ': ')) + '\n',
+        '.md': '\n'.join(fleet_markdown(report['rows'], report.get('guests'))) + '\n',
+    }
+
+
+def write_report_files(directory, name, report):
+    """Write ``directory``/``name``.json and .md (the directory is made, mode 0755, when missing).
+
+    Each file is written to a temporary file beside it and renamed over the old one, mode 0644,
+    so a reader sees the old report or the new one, never a part. Returns the paths written;
+    OSError (the file left as it was) when one cannot be written."""
+    if not os.path.isdir(directory):
+        os.makedirs(directory, 0o755)
+    paths = []
+    for suffix, text in sorted(report_files(report).items()):
+        path = os.path.join(directory, name + suffix)
+        fd, tmp = tempfile.mkstemp(prefix='.%s.' % name, dir=directory)
+        try:
+            with os.fdopen(fd, 'wb') as handle:
+                handle.write(text.encode('utf-8'))
+            os.chmod(tmp, 0o644)
+            os.rename(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        paths.append(path)
+    return paths

@@ -3,6 +3,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
+import os
+
+import pytest
+
 from ansible_collections.vfio.avic.plugins.module_utils import gather as gather_facts
 from ansible_collections.vfio.avic.plugins.plugin_utils import report as reporting
 
@@ -95,3 +100,47 @@ def test_hostile_guest_names_render_as_written_in_the_markdown_table(tmp_path):
     names = [r[1] for r in cells[1:]]
     assert names == [' '.join(n.split()) for n in HOSTILE]
     assert all(len(r) == len(cells[0]) for r in cells), 'a name split a row into more cells'
+
+
+def _fleet(tmp_path):
+    from ansible_collections.vfio.avic.plugins.plugin_utils import fleet
+    facts = _host(tmp_path, 'z2', cpuinfo_name='zen2_epyc_7702.txt', params={'avic': 'N', 'npt': 'Y'})
+    return fleet.fleet_report([{'name': 'zen2-ünïcode', 'facts': facts}, {'name': 'down'}])
+
+
+def test_report_files_are_what_the_role_wrote_before(tmp_path):
+    """The JSON is Ansible's to_nice_json of schema 2 (non-ASCII escaped), the Markdown the table."""
+    from ansible.plugins.filter.core import to_nice_json
+    report = _fleet(tmp_path)
+    files = reporting.report_files(report)
+    assert files['.json'] == to_nice_json({'schema': 2, 'totals': report['totals'],
+                                           'hosts': report['records']}) + '\n'
+    assert 'zen2-ünïcode' in json.loads(files['.json'])['hosts']
+    assert files['.md'] == '\n'.join(reporting.fleet_markdown(report['rows'], report['guests'])) + '\n'
+
+
+def test_report_files_are_written_whole_and_replace_the_old_ones(tmp_path):
+    report = _fleet(tmp_path)
+    directory = tmp_path / 'reports' / 'fleet'
+    paths = reporting.write_report_files(str(directory), 'avic-audit', report)
+    assert paths == [str(directory / 'avic-audit.json'), str(directory / 'avic-audit.md')]
+    assert sorted(p.name for p in directory.iterdir()) == ['avic-audit.json', 'avic-audit.md']
+    assert all(oct(os.stat(p).st_mode & 0o777) == '0o644' for p in paths)
+    assert json.loads((directory / 'avic-audit.json').read_text(encoding='utf-8'))['totals']['hosts'] == 2
+    (directory / 'avic-audit.md').write_text('old\n')
+    reporting.write_report_files(str(directory), 'avic-audit', report)
+    assert (directory / 'avic-audit.md').read_text(encoding='utf-8').startswith('# AVIC fleet report')
+    assert sorted(p.name for p in directory.iterdir()) == ['avic-audit.json', 'avic-audit.md']
+
+
+def test_a_report_that_cannot_be_written_leaves_no_part_behind(tmp_path):
+    """A rename that fails (here: a directory where the JSON file goes, which stops root too)
+    raises OSError and leaves neither a temporary file nor a changed file."""
+    report = _fleet(tmp_path)
+    directory = tmp_path / 'reports'
+    (directory / 'avic-audit.json').mkdir(parents=True)
+    (directory / 'avic-audit.json' / 'kept').write_text('x\n')
+    with pytest.raises(OSError):
+        reporting.write_report_files(str(directory), 'avic-audit', report)
+    assert sorted(p.name for p in directory.iterdir()) == ['avic-audit.json']
+    assert [p.name for p in (directory / 'avic-audit.json').iterdir()] == ['kept']
