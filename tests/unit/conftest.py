@@ -27,6 +27,23 @@ def fixture_text(*parts):
         return handle.read()
 
 
+def role_vars(role, family, names):
+    """The values of ``names`` from roles/<role>/vars/main.yml, templated by Ansible itself as
+    the role would on a host whose avic_facts report OS family ``family`` (None: no family)."""
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar
+    loader = DataLoader()
+    path = os.path.join(REPO, 'roles', role, 'vars', 'main.yml')
+    try:  # ansible-core 2.19 templates only what it was told to trust, as it trusts a role's files
+        data = loader.load_from_file(path, trusted_as_template=True)
+    except TypeError:
+        data = loader.load_from_file(path)
+    variables = dict(data)
+    variables['vfio_avic'] = {'os': {'family': family}}
+    templar = Templar(loader=loader, variables=variables)
+    return dict((name, templar.template(variables[name])) for name in names)
+
+
 @pytest.fixture
 def cpuinfo():
     return lambda name: fixture_text('cpuinfo', name)

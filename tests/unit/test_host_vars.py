@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""The host role's per-family vars hold the commands each family needs, and the role's argument
+"""The host role's vars hold the commands each family needs, and the role's argument
 specs accept exactly what its tasks and modules act on."""
 from __future__ import absolute_import, division, print_function
 
@@ -16,7 +16,7 @@ from ansible_collections.vfio.avic.plugins.module_utils.parse import os_release
 from ansible_collections.vfio.avic.plugins.module_utils.boot import target as boot_target
 from ansible_collections.vfio.avic.plugins.module_utils.plan import cmdline as cmdline_plan
 
-from conftest import REPO
+from conftest import REPO, role_vars
 
 HOST = os.path.join(REPO, 'roles', 'host')
 
@@ -26,31 +26,33 @@ def load(*parts):
         return yaml.safe_load(handle)
 
 
-def family_vars():
-    return dict((os.path.basename(p)[:-len('.yml')], load(p))
-                for p in glob.glob(os.path.join(HOST, 'vars', '*.yml')))
+def main_vars():
+    return load(HOST, 'vars', 'main.yml')
 
 
-def test_every_vars_file_loads_and_names_only_role_variables():
-    files = family_vars()
-    assert set(files) >= {'main', 'default', 'Debian', 'RedHat', 'Archlinux', 'Suse'}
-    for name, data in files.items():
-        assert isinstance(data, dict) and data, name
-        assert all(k.startswith('__avic_host_') for k in data), name
-    # the families avic_facts reports are the files preflight.yml looks for
-    assert set(f for f, _ids in os_release.OS_FAMILIES) <= set(files)
+def test_the_vars_file_names_only_role_variables():
+    data = main_vars()
+    assert isinstance(data, dict) and data
+    assert all(k.startswith('__avic_host_') for k in data)
+    # every family avic_facts reports has its grub.cfg command
+    assert set(f for f, _ids in os_release.OS_FAMILIES) <= set(data['__avic_host_grub_mkconfig_by_family'])
+
+
+def grub_mkconfig(family):
+    """The command the handler runs on a host of OS family ``family``, as Ansible templates it."""
+    return role_vars('host', family, ['__avic_host_grub_mkconfig'])['__avic_host_grub_mkconfig']
 
 
 def test_boot_loader_commands_per_family():
-    files = family_vars()
-    assert files['Debian']['__avic_host_grub_mkconfig'] == ['update-grub']
-    assert files['RedHat']['__avic_host_grub_mkconfig'] == ['grub2-mkconfig', '-o', '/boot/grub2/grub.cfg']
-    assert files['Suse']['__avic_host_grub_mkconfig'] == ['grub2-mkconfig', '-o', '/boot/grub2/grub.cfg']
-    assert files['Archlinux']['__avic_host_grub_mkconfig'] == ['grub-mkconfig', '-o', '/boot/grub/grub.cfg']
-    assert files['default']['__avic_host_grub_mkconfig'][0] == 'grub-mkconfig'
-    for name in ('Debian', 'RedHat', 'Suse', 'Archlinux', 'default'):
-        assert files[name]['__avic_host_grub_mkconfig'][0] in avic_gather_tools(), name
-    assert files['main']['__avic_host_refresh_commands']['proxmox-boot-tool'] == ['proxmox-boot-tool', 'refresh']
+    assert grub_mkconfig('Debian') == ['update-grub']
+    assert grub_mkconfig('RedHat') == ['grub2-mkconfig', '-o', '/boot/grub2/grub.cfg']
+    assert grub_mkconfig('Suse') == ['grub2-mkconfig', '-o', '/boot/grub2/grub.cfg']
+    assert grub_mkconfig('Archlinux') == ['grub-mkconfig', '-o', '/boot/grub/grub.cfg']
+    for family in ('Gentoo', '', None):
+        assert grub_mkconfig(family) == ['grub-mkconfig', '-o', '/boot/grub/grub.cfg'], family
+    for family in ('Debian', 'RedHat', 'Suse', 'Archlinux', None):
+        assert grub_mkconfig(family)[0] in avic_gather_tools(), family
+    assert main_vars()['__avic_host_refresh_commands']['proxmox-boot-tool'] == ['proxmox-boot-tool', 'refresh']
 
 
 def avic_gather_tools():
@@ -59,7 +61,7 @@ def avic_gather_tools():
 
 
 def test_initramfs_commands_per_tool_cover_every_family():
-    commands = family_vars()['main']['__avic_host_initramfs_commands']
+    commands = main_vars()['__avic_host_initramfs_commands']
     assert commands['initramfs-tools'] == ['update-initramfs', '-u', '-k', 'all']   # Debian, Ubuntu
     assert commands['dracut'][0] == 'dracut' and '--force' in commands['dracut']     # RedHat, Suse
     assert commands['mkinitcpio'] == ['mkinitcpio', '-P']                            # Arch

@@ -63,7 +63,7 @@ def default_entry(dist, boot_loader, release, os_name=None, image=None):
     /boot/vmlinuz-linux gives 'Arch Linux, with Linux linux'); it needs GRUB_DEFAULT=saved.
     ``grubby`` (Fedora/RHEL) names the kernel image. Proxmox's `proxmox-boot-tool kernel pin`
     already selects it. The tools (grub-set-default, grub2-set-default, grubby) are in
-    roles/kernel/vars/<family>.yml.
+    roles/kernel/vars/main.yml, per OS family.
     """
     if not release or dist == 'proxmox' or boot_loader not in ('grub', 'grubby'):
         return None
