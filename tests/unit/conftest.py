@@ -27,9 +27,10 @@ def fixture_text(*parts):
         return handle.read()
 
 
-def role_vars(role, family, names):
+def role_vars(role, family, names, facts=None, **variables_of_the_play):
     """The values of ``names`` from roles/<role>/vars/main.yml, templated by Ansible itself as
-    the role would on a host whose avic_facts report OS family ``family`` (None: no family)."""
+    the role would on a host whose avic_facts report OS family ``family`` (None: no family) and
+    the rest of ``facts``, with the role's defaults and ``variables_of_the_play`` set."""
     from ansible.parsing.dataloader import DataLoader
     from ansible.template import Templar
     loader = DataLoader()
@@ -38,8 +39,10 @@ def role_vars(role, family, names):
         data = loader.load_from_file(path, trusted_as_template=True)
     except TypeError:
         data = loader.load_from_file(path)
-    variables = dict(data)
-    variables['vfio_avic'] = {'os': {'family': family}}
+    variables = dict(loader.load_from_file(os.path.join(REPO, 'roles', role, 'defaults', 'main.yml')) or {})
+    variables.update(data)
+    variables.update(variables_of_the_play)
+    variables['vfio_avic'] = dict(facts or {}, os=dict((facts or {}).get('os') or {}, family=family))
     templar = Templar(loader=loader, variables=variables)
     return dict((name, templar.template(variables[name])) for name in names)
 

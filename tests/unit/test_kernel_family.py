@@ -871,3 +871,57 @@ def test_filters_are_registered():
     # avic_kernel_resolve and avic_kernel_ignorepkg were removed (changelog: breaking_changes);
     # avic_kernel_select returns those decisions; the keep plan is the one kernel filter, internal
     assert [n for n in role_filters.FilterModule().filters() if n.startswith('_kernel')] == ['_kernel_keep_plan']
+
+
+# --- which steps of change.yml apply (vars/main.yml, as Ansible templates them) ---------------
+
+STEPS = ('__avic_kernel_install_needed', '__avic_kernel_resolve_needed', '__avic_kernel_pin_needed',
+         '__avic_kernel_default_entry_needed', '__avic_kernel_reboot_needed')
+RUNNING = '6.12.95+deb12-amd64'
+
+
+def steps(plan, reboot_required=False, container=False, **play):
+    values = role_vars('kernel', 'Debian', STEPS, facts={'container': container},
+                       __avic_kernel_plan=plan, avic_kernel_reboot_required=reboot_required, **play)
+    return sorted(name[len('__avic_kernel_'):-len('_needed')] for name, value in values.items()
+                  if value in (True, 'True'))
+
+
+def keep_plan(**changes):
+    plan = {'dist': 'debian', 'running': RUNNING, 'target': RUNNING, 'installed': [RUNNING],
+            'packages': ['linux-image-' + RUNNING], 'held': ['linux-image-' + RUNNING],
+            'pin': {'method': 'apt-hold'}, 'default_entry': None}
+    plan.update(changes)
+    return plan
+
+
+def test_nothing_applies_to_a_kept_and_held_kernel():
+    """The idempotent run: change.yml is one skipped include."""
+    assert steps(keep_plan()) == []
+    assert steps(keep_plan(), avic_kernel_reboot=True) == []
+
+
+def test_a_kernel_not_held_yet_is_pinned_unless_it_came_from_no_package():
+    assert steps(keep_plan(held=[])) == ['pin']
+    assert steps(keep_plan(held=[]), avic_kernel_pin=False) == []
+    unpackaged = keep_plan(held=[], installed=['6.1.0-26-amd64'])
+    assert steps(unpackaged) == []
+    # another method than apt-hold decides in its own tasks
+    assert steps(keep_plan(pin={'method': 'dnf-versionlock'}, dist='RedHat')) == ['pin']
+
+
+def test_another_target_is_installed_pinned_made_default_and_rebooted_into():
+    plan = keep_plan(target='6.12.99+deb12-amd64', default_entry={'entry': 'x'})
+    assert steps(plan, reboot_required=True) == ['default_entry', 'install', 'pin']
+    assert steps(plan, reboot_required=True, avic_kernel_reboot=True) == ['default_entry', 'install', 'pin', 'reboot']
+    assert steps(plan, reboot_required=True, avic_kernel_reboot=True, container=True) == ['install', 'pin']
+    assert steps(plan, reboot_required=True, avic_kernel_set_default=False) == ['install', 'pin']
+
+
+def test_other_modes_install_and_read_back_where_the_family_needs_it():
+    assert steps(keep_plan(), avic_kernel_mode='latest') == ['install']
+    # no target before installing: the resolve step sets it, and the pin is decided after it
+    assert steps(keep_plan(target=None), avic_kernel_mode='latest') == ['install', 'resolve']
+    assert 'pin' in steps(keep_plan(target='6.12.99+deb12-amd64'), avic_kernel_mode='latest')
+    assert steps(keep_plan(dist='RedHat', pin={'method': 'dnf-versionlock'}), avic_kernel_mode='version') == \
+        ['install', 'pin', 'resolve']
