@@ -38,7 +38,11 @@ deps:
 	bash tests/matrix/controller.sh 2.16 >/dev/null
 	bash tests/matrix/controller.sh 2.21 >/dev/null
 
-test: test-quick integration faults molecule kernel-probe core-matrix
+# The kernel probe (QEMU with one CPU of its VM online: about one core) and the ansible-core matrix
+# (Python) run side by side, each target's output printed whole when it ends: 7 minutes less
+# than one after the other on the 2-core test machine (README).
+test: test-quick integration faults molecule
+	$(MAKE) --no-print-directory -j2 --output-sync=target kernel-probe core-matrix
 
 test-quick: unit lint sanity
 
