@@ -132,8 +132,10 @@ def pid_of(vmid):
         with open(os.path.join(RUN_DIR, '%s.pid' % vmid)) as handle:
             pid = int(handle.read().strip())
         os.kill(pid, 0)
+        # the VM's own command line, once the sleeper has rewritten it (until then the
+        # interpreter's "-c <program>" stands between /usr/bin/kvm and -id)
         with open('/proc/%d/cmdline' % pid, 'rb') as handle:
-            if ('-id\0%s\0' % vmid).encode() not in handle.read():
+            if not handle.read().startswith(('/usr/bin/kvm\0-id\0%s\0' % vmid).encode()):
                 return None
         return pid
     except (IOError, OSError, ValueError):
@@ -282,7 +284,7 @@ def cmd_start(vmid, args):
     with open(os.path.join(RUN_DIR, '%s.pid' % vmid), 'w') as handle:
         handle.write('%d\n' % pid)
     # wait until the process shows the VM's command line
-    for _i in range(100):
+    for _i in range(400):
         if pid_of(vmid) == pid:
             return
         time.sleep(0.05)
