@@ -3,6 +3,7 @@
 #   sudo make deps    the test lab's system packages, podman set-up and images (Debian, root)
 #   make test         every test: unit, lint, sanity, molecule labs, the oldest and newest kernels' probe, the ansible-core matrix
 #   make test-quick   unit, lint and sanity only (no root needed)
+#   make lab-images   the VM lab's disk images, built or found current (root)
 #   sudo make bench   the scale benchmark on simulated fleets (docs/performance.md)
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -16,7 +17,7 @@ export PATH := $(BIN):$(PATH)
 # is make test's real-KVM part. kvm runs when named (make molecule SCENARIOS=kvm).
 SCENARIOS ?= $(filter-out kvm,$(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))))
 
-.PHONY: audit venv collection deps test test-quick unit integration lint sanity molecule kernel-matrix kernel-probe kernel-probe-oldest core-matrix faults bench build docs clean
+.PHONY: audit venv collection deps test test-quick unit integration lint sanity molecule molecule-vm molecule-containers lab-images kernel-matrix kernel-probe kernel-probe-oldest core-matrix faults bench build docs clean
 
 audit: venv collection
 	ansible-playbook playbooks/audit.yml $(ARGS)
@@ -38,11 +39,21 @@ deps:
 	bash tests/matrix/controller.sh 2.16 >/dev/null
 	bash tests/matrix/controller.sh 2.21 >/dev/null
 
-# The kernel probe (QEMU with one CPU of its VM online: about one core) and the ansible-core matrix
-# (Python) run side by side, each target's output printed whole when it ends: 7 minutes less
-# than one after the other on the 2-core test machine (README).
-test: test-quick integration faults molecule
-	$(MAKE) --no-print-directory -j2 --output-sync=target kernel-probe core-matrix
+# make test: the quick checks, then two lanes side by side (make -j2, each target's output printed
+# whole when it ends; a failing target fails make test): the VM lab's (its images, the vm scenario,
+# the kernel probe: QEMU with one vCPU busy, about one core) and the containers' (integration,
+# faults, the container scenarios, the ansible-core matrix: Python and podman). README gives the figures.
+test: test-quick
+	$(MAKE) --no-print-directory -j2 --output-sync=target LANES=ordered kernel-probe core-matrix
+
+# each lane's steps one after the other (the order make test gives them)
+ifeq ($(LANES),ordered)
+molecule-vm: | lab-images
+kernel-probe: | molecule-vm
+faults: | integration
+molecule-containers: | faults
+core-matrix: | molecule-containers
+endif
 
 test-quick: unit lint sanity
 
@@ -66,11 +77,26 @@ faults: venv collection
 
 # The vm and kvm scenarios (real kernel under QEMU TCG; kvm with nested KVM guests) run where tests/lab/vm.py check says it can, and
 # says why when it cannot; SCENARIOS="facts host" runs a subset.
+define molecule_scenarios
+@set -e; for s in $(1); do \
+  if { [ $$s = vm ] || [ $$s = kvm ]; } && ! python3 tests/lab/vm.py check; then echo "=== molecule scenario $$s skipped"; continue; fi; \
+  echo "=== molecule scenario $$s"; start=$$(date +%s); $(BIN)/molecule test -s $$s; \
+  echo "=== molecule scenario $$s passed in $$(( $$(date +%s) - start )) s"; done
+endef
 molecule: venv collection
-	@set -e; for s in $(SCENARIOS); do \
-	  if { [ $$s = vm ] || [ $$s = kvm ]; } && ! python3 tests/lab/vm.py check; then echo "=== molecule scenario $$s skipped"; continue; fi; \
-	  echo "=== molecule scenario $$s"; start=$$(date +%s); $(BIN)/molecule test -s $$s; \
-	  echo "=== molecule scenario $$s passed in $$(( $$(date +%s) - start )) s"; done
+	$(call molecule_scenarios,$(SCENARIOS))
+# make test's two halves of it: the VM lab's scenario, and the others (real containers)
+molecule-vm: venv collection
+	$(call molecule_scenarios,$(filter vm,$(SCENARIOS)))
+molecule-containers: venv collection
+	$(call molecule_scenarios,$(filter-out vm,$(SCENARIOS)))
+
+# root, after make deps: the VM lab's three disk images (the vm scenario's, the kernel probe's oldest
+# and newest), built or found current (vm.py builds one at a time: they share a mount point)
+lab-images:
+	@if ! python3 tests/lab/vm.py check; then echo "=== lab images skipped"; exit 0; fi; \
+	  set -e; start=$$(date +%s); python3 tests/lab/vm.py build; python3 tests/lab/vm.py build --kvm; \
+	  python3 tests/lab/vm.py build --kvm --newest; echo "=== lab images built in $$(( $$(date +%s) - start )) s"
 
 # root, after make deps: re-record tests/fixtures/kernels/ on every kernel of the matrix, each installed
 # by the kernel role (tests/lab/kernel_matrix.py; the newest is NEWEST_RELEASE of tests/lab/vm.py,
