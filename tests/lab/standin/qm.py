@@ -127,15 +127,19 @@ def section(sections, name):
     return body
 
 
+# the started VM's argv[0], as qemu-server's command line names QEMU
+VM_BINARY = '/usr/bin/kvm'
+
+
 def pid_of(vmid):
     try:
         with open(os.path.join(RUN_DIR, '%s.pid' % vmid)) as handle:
             pid = int(handle.read().strip())
         os.kill(pid, 0)
         # the VM's own command line, once the sleeper has rewritten it (until then the
-        # interpreter's "-c <program>" stands between /usr/bin/kvm and -id)
+        # interpreter's "-c <program>" stands between VM_BINARY and -id)
         with open('/proc/%d/cmdline' % pid, 'rb') as handle:
-            if not handle.read().startswith(('/usr/bin/kvm\0-id\0%s\0' % vmid).encode()):
+            if not handle.read().startswith(('%s\0-id\0%s\0' % (VM_BINARY, vmid)).encode()):
                 return None
         return pid
     except (IOError, OSError, ValueError):
@@ -268,7 +272,7 @@ def cmd_start(vmid, args):
         # a fault for the tests: QEMU refusing the CPU, as it refuses a flag it does not know
         fail("start failed: QEMU exited with code 1 (qemu-system-x86_64: can't apply the CPU '%s')"
              % values['cpu'])
-    argv = ['/usr/bin/kvm', '-id', vmid, '-name', values.get('name') or 'vm%s' % vmid]
+    argv = [VM_BINARY, '-id', vmid, '-name', values.get('name') or 'vm%s' % vmid]
     if values.get('args'):
         argv += shlex.split(values['args'])
     os.makedirs(RUN_DIR, exist_ok=True)
